@@ -1,0 +1,30 @@
+# lstm_np — the two commands: `make train` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test train bench gradcheck clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+train: $(STAMP)
+	$(PY) -m lstm_np train --task addition --max-seconds 150 --out runs/addition --metrics-out runs/addition/metrics.json
+
+gradcheck: $(STAMP)
+	$(PY) -m lstm_np.gradcheck
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_lstm.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""lstm_np: a from-scratch, pure-NumPy peephole LSTM library."""
