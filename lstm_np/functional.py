@@ -1,0 +1,98 @@
+"""Numerically stable elementwise math shared by every module.
+
+The derivatives take the function's OUTPUT, not its input: the forward pass already stored σ(x) and
+tanh(x) in its cache, so the backward pass never recomputes an exponential.
+"""
+
+import numpy as np
+from scipy.special import expit
+
+__all__ = ["sigmoid", "tanh", "dsigmoid_from_output", "dtanh_from_output", "log_softmax", "softmax", "fma"]
+
+
+def sigmoid(x, out=None):
+    """σ(x) = 1 / (1 + e^{-x}), elementwise; same shape and (floating) dtype as x.
+
+    scipy's expit evaluates the form that cannot overflow for either sign of x, so x = ±1e4 gives
+    exactly 1 and 0 without an overflow warning, in float32 and float64 alike.
+    """
+    return expit(x, out=out)
+
+
+def tanh(x, out=None):
+    """tanh(x) = (e^x - e^{-x}) / (e^x + e^{-x}), elementwise; same shape and dtype as x."""
+    return np.tanh(x, out=out)
+
+
+def dsigmoid_from_output(s):
+    """dσ/dx written with s = σ(x):  σ'(x) = s ⊙ (1 - s)."""
+    return s * (1 - s)
+
+
+def dtanh_from_output(t):
+    """d tanh/dx written with t = tanh(x):  tanh'(x) = 1 - t²."""
+    return 1 - t * t
+
+
+def log_softmax(x, axis=-1):
+    """log softmax(x)_k = x_k - m - log Σ_j e^{x_j - m},  m = max_j x_j, along `axis`.
+
+    Subtracting the maximum makes every exponent <= 0, so nothing overflows and the largest term of the
+    sum is exactly 1 (the log never sees 0). Same shape and dtype as x.
+    """
+    z = x - np.max(x, axis=axis, keepdims=True)  # x_k - m  (<= 0)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def softmax(x, axis=-1):
+    """softmax(x)_k = e^{x_k - m} / Σ_j e^{x_j - m},  m = max_j x_j, along `axis`; same shape and dtype as x."""
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _two_sum(x, y):
+    """s, err with s = RN(x + y) and s + err == x + y exactly (Knuth)."""
+    s = x + y
+    y_part = s - x
+    return s, (x - (s - y_part)) + (y - y_part)
+
+
+def _split(x, splitter):
+    """hi, lo with hi + lo == x exactly and each half short enough that hi·hi' is exact (Veltkamp)."""
+    t = splitter * x
+    hi = t - (t - x)
+    return hi, x - hi
+
+
+def fma(a, b, c):
+    """a·b + c with ONE rounding, elementwise: a fused multiply-add, which numpy has no ufunc for.
+
+    a, c arrays of one floating dtype, b an array or a Python number (cast to that dtype, as torch casts a
+    scalar `alpha`)  ->  array of that dtype. torch's CPU kernels for `add(x, y, alpha=)` and `lerp` call a
+    hardware FMA, so the optimizers need one to match torch to the last bit. Emulated exactly in the inputs'
+    own precision (Boldo & Melquiond 2008, "Emulation of FMA and correctly rounded sums: proved algorithms
+    using rounding to odd"):
+
+        p + e = a·b       exactly   (Dekker's product on Veltkamp halves)
+        s + t = c + p     exactly   (Knuth's two-sum)
+        u     = RO(t + e)           (rounded to odd: an inexact result gets an odd last bit)
+        z     = RN(s + u) = RN(a·b + c)
+
+    Exact whenever a·b neither overflows nor underflows; elsewhere (inf, nan, |a| > ~1e300) it returns the
+    plain a·b + c. Cost: ~25 array operations instead of 2.
+    """
+    a, c = np.asarray(a), np.asarray(c)
+    dtype = np.result_type(a, c)
+    b = np.asarray(b, dtype=dtype)
+    splitter = dtype.type(2 ** ((np.finfo(dtype).nmant + 2) // 2) + 1)  # 2^27 + 1 for float64, 2^12 + 1 for float32
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = a * b
+        a_hi, a_lo = _split(a, splitter)
+        b_hi, b_lo = _split(b, splitter)
+        e = a_lo * b_lo - (((p - a_hi * b_hi) - a_lo * b_hi) - a_hi * b_lo)  # p + e == a·b
+        s, t = _two_sum(c, p)                                                 # s + t == c + p
+        u, r = _two_sum(t, e)                                                 # u + r == t + e
+        last_bit_even = (np.asarray(u).view(f"i{dtype.itemsize}") & 1) == 0
+        u = np.where((r != 0) & last_bit_even, np.nextafter(u, np.copysign(np.inf, r)), u)  # RO(t + e)
+        z = s + u
+        return np.where(np.isfinite(z), z, p + c).astype(dtype, copy=False)

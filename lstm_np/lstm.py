@@ -1,0 +1,229 @@
+"""The peephole LSTM cell unrolled over time: BPTT, masking, stacked layers, two directions, dropout.
+
+Time-major throughout: x is (T, B, D). For each layer and direction the loop is
+
+    forward:  A = X W_x + b for all T steps in ONE GEMM          (T, B, 4H)
+              for t = 0..T-1: cell.step_forward(A[t], HC[t] -> HC[t+1])     one (B, ·) x (·, 4H) GEMM per step
+    backward: for t = T-1..0: cell.step_backward(...) -> dA[t], ∂L/∂[h_{t-1} | c_{t-1}]
+              ∂L/∂W_x, ∂L/∂W_h, ... as ONE GEMM each over all T·B rows, ∂L/∂X = dA W_xᵀ as one GEMM
+
+Everything a step needs for its backward lives in three preallocated arrays per layer and direction (no
+per-step Python lists): A (T, B, 4H) holds the activated gates, HC (T+1, B, 2H) the states [h_t | c_t],
+TC (T, B, H) tanh(c_t).
+
+Variable-length batches (`lengths`, the semantics of packed sequences): at steps t >= lengths[b] row b's
+(h, c) are carried unchanged, its output is zero and no gradient flows through the step; h_n, c_n are the
+states after its last real step. The reverse direction reads each sequence from its own last real step:
+its input is gathered with `rev[t, b] = lengths[b] - 1 - t` (t < lengths[b]), an index map that is its own
+inverse, so the same gather puts its outputs back in place.
+"""
+import numpy as np
+
+from .cell import LSTMCell, as_float_array, check_dtype, check_peephole
+
+DIRECTIONS = ("fwd", "bwd")
+
+
+class LSTM:
+    """A stack of peephole LSTM layers over time-major sequences (the interface of torch.nn.LSTM).
+
+    forward(x (T, B, input_size), h0, c0 (num_layers*num_directions, B, H), lengths (B,))
+        -> y (T, B, num_directions*H), (h_n, c_n) (num_layers*num_directions, B, H)
+    backward(dy, dh_n, dc_n) -> dx, (dh0, dc0), accumulating parameter gradients until zero_grad().
+
+    State index k = layer * num_directions + direction, as in torch. Dropout (inverted, seeded) is applied
+    to the input of every layer but the first, in training mode only (`train()` / `eval()`).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, peephole="full", bidirectional=False,
+                 dropout=0.0, dtype=np.float64, seed=0):
+        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if not isinstance(dropout, (int, float, np.floating)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        if not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError(f"bidirectional must be True or False, got {bidirectional!r}")
+        self.peephole = check_peephole(peephole)
+        self.dtype = check_dtype(dtype)
+        self.num_layers = int(num_layers)
+        self.num_directions = 2 if bidirectional else 1
+        self.bidirectional = bool(bidirectional)
+        self.dropout = float(dropout)
+        seeds = np.random.SeedSequence(seed).spawn(self.num_layers * self.num_directions + 1)
+        self._cells = []
+        for layer in range(self.num_layers):
+            layer_in = input_size if layer == 0 else hidden_size * self.num_directions
+            for d in range(self.num_directions):
+                self._cells.append(LSTMCell(layer_in, hidden_size, peephole, self.dtype,
+                                            seed=seeds[layer * self.num_directions + d]))
+        self.input_size = self._cells[0].input_size
+        self.hidden_size = self._cells[0].hidden_size
+        self.rng = np.random.default_rng(seeds[-1])  # dropout masks
+        self.training = True
+        self._cache = None
+
+    # ----------------------------------------------------------------------------------------------
+    def cell(self, layer=0, direction=0):
+        """The LSTMCell holding the weights of that layer and direction (0 forward, 1 reverse)."""
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer must be in [0, {self.num_layers}), got {layer}")
+        if not 0 <= direction < self.num_directions:
+            raise ValueError(f"direction must be in [0, {self.num_directions}), got {direction}")
+        return self._cells[layer * self.num_directions + direction]
+
+    def named_parameters(self):
+        """[(name, value, grad), ...], names like "l0.fwd.W_x"; values are updated in place by optimizers."""
+        out = []
+        for k, cell in enumerate(self._cells):
+            layer, d = divmod(k, self.num_directions)
+            out += cell.named_parameters(prefix=f"l{layer}.{DIRECTIONS[d]}.")
+        return out
+
+    def zero_grad(self):
+        for cell in self._cells:
+            cell.zero_grad()
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ----------------------------------------------------------------------------------------------
+    def _check_lengths(self, lengths, T, B):
+        if lengths is None:
+            return None
+        lengths = np.asarray(lengths)
+        if lengths.dtype.kind not in "iu":
+            raise TypeError(f"lengths must be an integer array, got dtype {lengths.dtype}")
+        if lengths.shape != (B,):
+            raise ValueError(f"lengths must have shape ({B},) (one length per batch row), got {lengths.shape}")
+        if lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(f"lengths must lie in [1, {T}] (T = x.shape[0]), got min {lengths.min()} "
+                             f"and max {lengths.max()}")
+        if (lengths == T).all():
+            return None  # no padding: identical semantics, skip the masking work
+        return lengths.astype(np.int64)
+
+    def forward(self, x, h0=None, c0=None, lengths=None):
+        """Run the stack over x (T, B, input_size); returns y, (h_n, c_n). See the class docstring."""
+        x = np.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(f"x must be a 3-D array (T, B, input_size), got shape {x.shape}")
+        x = as_float_array("x", x, self.dtype, (None, None, self.input_size))
+        T, B, _ = x.shape
+        if T == 0 or B == 0:
+            raise ValueError(f"x must have at least one time step and one batch row, got shape {x.shape}")
+        H, L, nd = self.hidden_size, self.num_layers, self.num_directions
+        state_shape = (L * nd, B, H)
+        h0 = np.zeros(state_shape, self.dtype) if h0 is None else as_float_array("h0", h0, self.dtype, state_shape)
+        c0 = np.zeros(state_shape, self.dtype) if c0 is None else as_float_array("c0", c0, self.dtype, state_shape)
+        lengths = self._check_lengths(lengths, T, B)
+        mask = None if lengths is None else np.arange(T)[:, None] < lengths[None, :]       # (T, B) real steps
+        rev = np.arange(T)[:, None].repeat(B, axis=1)                                     # (T, B)
+        if lengths is not None:
+            rev = np.where(mask, lengths[None, :] - 1 - np.arange(T)[:, None], rev)
+        else:
+            rev = rev[::-1]
+        cols = np.arange(B)[None, :]
+
+        h_n, c_n = np.empty(state_shape, self.dtype), np.empty(state_shape, self.dtype)
+        caches, drop_masks = [], []
+        layer_in = x
+        for layer in range(L):
+            if layer > 0 and self.training and self.dropout > 0:
+                keep = self.rng.random(layer_in.shape) >= self.dropout
+                drop = keep.astype(self.dtype) / (1.0 - self.dropout)     # inverted dropout: E[drop] = 1
+                layer_in = layer_in * drop
+                drop_masks.append(drop)
+            else:
+                drop_masks.append(None)
+            outs = []
+            for d in range(nd):
+                k = layer * nd + d
+                xin = layer_in if d == 0 else layer_in[rev, cols]
+                hc0 = np.concatenate([h0[k], c0[k]], axis=1)
+                y_d, hc_T, cache = self._forward_one(self._cells[k], xin, hc0, mask)
+                outs.append(y_d if d == 0 else y_d[rev, cols])
+                h_n[k], c_n[k] = hc_T[:, :H], hc_T[:, H:]
+                caches.append(cache)
+            layer_in = outs[0] if nd == 1 else np.concatenate(outs, axis=2)
+        self._cache = (caches, drop_masks, mask, rev, cols, (T, B))
+        return layer_in, (h_n, c_n)
+
+    def _forward_one(self, cell, x, hc0, mask):
+        """One layer, one direction: x (T, B, D), hc0 (B, 2H) -> y (T, B, H), [h_T | c_T] (B, 2H), cache."""
+        T, B, D = x.shape
+        H = cell.hidden_size
+        W_rec = cell.recurrent_matrix()
+        A = (x.reshape(T * B, D) @ cell.params["W_x"]).reshape(T, B, 4 * H)  # x_t W_x, all steps in one GEMM
+        A += cell.params["b"]                                                 # + b                  (T, B, 4H)
+        HC = np.empty((T + 1, B, 2 * H), dtype=cell.dtype)                    # [h_t | c_t], HC[0] = initial
+        TC = np.empty((T, B, H), dtype=cell.dtype)                            # tanh(c_t)
+        HC[0] = hc0
+        for t in range(T):
+            cell.step_forward(A[t], HC[t], HC[t + 1], TC[t], W_rec)
+            if mask is not None:
+                pad = ~mask[t]
+                HC[t + 1][pad] = HC[t][pad]                                   # padded rows carry (h, c)
+        y = HC[1:, :, :H].copy()                                              # (T, B, H)
+        if mask is not None:
+            y *= mask[:, :, None]                                             # padded outputs are zero
+        return y, HC[T], (x, A, HC, TC, W_rec)
+
+    # ----------------------------------------------------------------------------------------------
+    def backward(self, dy, dh_n=None, dc_n=None):
+        """BPTT for the last forward: dy (T, B, num_directions*H), dh_n, dc_n (num_layers*num_directions, B, H)
+        -> dx (T, B, input_size), (dh0, dc0). Parameter gradients are accumulated (+=)."""
+        if self._cache is None:
+            raise ValueError("backward() called before forward(): there is no forward pass to differentiate")
+        caches, drop_masks, mask, rev, cols, (T, B) = self._cache
+        H, L, nd = self.hidden_size, self.num_layers, self.num_directions
+        state_shape = (L * nd, B, H)
+        dy = as_float_array("dy", dy, self.dtype, (T, B, nd * H))
+        dh_n = np.zeros(state_shape, self.dtype) if dh_n is None else as_float_array("dh_n", dh_n, self.dtype, state_shape)
+        dc_n = np.zeros(state_shape, self.dtype) if dc_n is None else as_float_array("dc_n", dc_n, self.dtype, state_shape)
+        dh0, dc0 = np.empty(state_shape, self.dtype), np.empty(state_shape, self.dtype)
+        d_out = dy
+        for layer in reversed(range(L)):
+            d_in = None
+            for d in range(nd):
+                k = layer * nd + d
+                dy_d = d_out[:, :, d * H:(d + 1) * H]
+                if d == 1:
+                    dy_d = dy_d[rev, cols]
+                dhc_T = np.concatenate([dh_n[k], dc_n[k]], axis=1)
+                dx_d, dhc0 = self._backward_one(self._cells[k], dy_d, dhc_T, caches[k], mask)
+                if d == 1:
+                    dx_d = dx_d[rev, cols]
+                d_in = dx_d if d_in is None else d_in + dx_d
+                dh0[k], dc0[k] = dhc0[:, :H], dhc0[:, H:]
+            if drop_masks[layer] is not None:
+                d_in *= drop_masks[layer]                                     # ∂(x ⊙ m)/∂x = m
+            d_out = d_in
+        return d_out, (dh0, dc0)
+
+    def _backward_one(self, cell, dy, dhc_T, cache, mask):
+        """One layer, one direction: dy (T, B, H), dhc_T (B, 2H) -> dx (T, B, D), ∂L/∂[h_0 | c_0] (B, 2H)."""
+        x, A, HC, TC, W_rec = cache
+        T, B, D = x.shape
+        H = cell.hidden_size
+        dA = np.empty_like(A)                                                 # ∂L/∂a_t for all steps (T, B, 4H)
+        dhc = dhc_T.copy()                                                    # running [∂L/∂h_t | ∂L/∂c_t]
+        for t in reversed(range(T)):
+            if mask is None:
+                dhc[:, :H] += dy[t]                                           # ∂L/∂h_t += output gradient
+            else:
+                dhc[:, :H] += dy[t] * mask[t][:, None]                        # padded outputs were zeros
+            dhc_prev = cell.step_backward(dhc, A[t], HC[t], HC[t + 1], TC[t], dA[t], W_rec)
+            if mask is not None:
+                pad = ~mask[t]
+                dA[t][pad] = 0                                                # no gradient through padded steps
+                dhc_prev[pad] = dhc[pad]                                      # the carried state passes it on
+            dhc = dhc_prev
+        dA2 = dA.reshape(T * B, 4 * H)
+        cell.accumulate_grads(x.reshape(T * B, D), HC[:-1].reshape(T * B, 2 * H),
+                              HC[1:, :, H:].reshape(T * B, H), dA2)
+        dx = (dA2 @ cell.params["W_x"].T).reshape(T, B, D)                    # ∂L/∂x_t = dA_t W_xᵀ, one GEMM
+        return dx, dhc

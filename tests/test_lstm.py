@@ -1,0 +1,364 @@
+"""The LSTM core: the documented equations, BPTT against finite differences, masking, stacks, directions."""
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import lstm_np as ln
+from lstm_np.gradcheck import CONFIGS, TOLERANCE, check_gradients, check_lstm
+from reference import reference_lstm
+
+VARIANTS = ("full", "diagonal", "none")
+
+
+def randomize(module, rng, scale=0.5):
+    """Random weights everywhere, biases and peepholes included, so no term hides behind a zero."""
+    for _, value, _ in module.named_parameters():
+        value[...] = rng.normal(0.0, scale, size=value.shape)
+
+
+def make_problem(seed, T, B, D, H, layers=1, bidirectional=False, peephole="full", masked=False,
+                 dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    lstm = ln.LSTM(D, H, num_layers=layers, peephole=peephole, bidirectional=bidirectional,
+                   dtype=dtype, seed=seed)
+    randomize(lstm, rng)
+    nd = lstm.num_directions
+    x = rng.normal(size=(T, B, D))
+    h0, c0 = rng.normal(size=(2, layers * nd, B, H))
+    lengths = rng.integers(1, T + 1, size=B) if masked else None
+    dy = rng.normal(size=(T, B, nd * H))
+    dh_n, dc_n = rng.normal(size=(2, layers * nd, B, H))
+    return lstm, x, h0, c0, lengths, (dy, dh_n, dc_n)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the forward is the documented equations
+@pytest.mark.parametrize("peephole", VARIANTS)
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+def test_forward_matches_plain_reference_equations(peephole, masked, layers, bidirectional):
+    lstm, x, h0, c0, lengths, _ = make_problem(1, 6, 4, 3, 5, layers, bidirectional, peephole, masked)
+    y, (h_n, c_n) = lstm.forward(x, h0, c0, lengths)
+    y_ref, h_ref, c_ref = reference_lstm(lstm, x, h0, c0, lengths)
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-12, err_msg="y")
+    np.testing.assert_allclose(h_n, h_ref, rtol=0, atol=1e-12, err_msg="h_n")
+    np.testing.assert_allclose(c_n, c_ref, rtol=0, atol=1e-12, err_msg="c_n")
+
+
+def test_output_gate_peeks_at_the_new_cell_state():
+    """Only W_co nonzero among the peepholes: o_t must use c_t, not c_{t-1} (checked on a single step)."""
+    cell = ln.LSTMCell(2, 3, peephole="full", seed=0)
+    P = cell.equation_params()
+    for name in ("W_ci", "W_cf", "W_cc"):
+        P[name][...] = 0
+    P["W_co"][...] = np.eye(3) * 2.0
+    x, h, c = np.ones((1, 2)), np.zeros((1, 3)), np.full((1, 3), 5.0)
+    h_t, c_t = cell.forward(x, h, c)
+    a_o = P["W_xo"] @ x[0] + P["W_ho"] @ h[0] + P["W_co"] @ c_t[0] + P["b_o"]
+    np.testing.assert_allclose(h_t[0], 1 / (1 + np.exp(-a_o)) * np.tanh(c_t[0]), atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the backward is the derivative of the forward
+@pytest.mark.parametrize("peephole,masked,layers,bidirectional", CONFIGS,
+                         ids=[f"{p}-{'masked' if m else 'unmasked'}-{l}L{'-bi' if b else ''}"
+                              for p, m, l, b in CONFIGS])
+def test_lstm_grads_match_finite_differences(peephole, masked, layers, bidirectional):
+    errors = check_lstm(peephole, layers, bidirectional, masked, seed=3)
+    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= TOLERANCE}
+    assert not bad, f"relative error above {TOLERANCE} for: {bad}"
+    expected = {"x", "h0", "c0"} | {f"l0.fwd.{n}" for n in ln.LSTMCell(1, 1, peephole).equation_params()}
+    assert expected <= set(errors), "every parameter, x, h0 and c0 must be checked"
+
+
+@pytest.mark.parametrize("peephole", VARIANTS)
+def test_single_cell_step_grads_match_finite_differences(peephole):
+    rng = np.random.default_rng(7)
+    cell = ln.LSTMCell(3, 4, peephole=peephole, seed=7)
+    randomize(cell, rng)
+    x = rng.normal(size=(2, 3))
+    h, c = rng.normal(size=(2, 2, 4))
+    dh, dc = rng.normal(size=(2, 2, 4))
+
+    def loss():
+        h_t, c_t = cell.forward(x, h, c)
+        return float(np.sum(dh * h_t) + np.sum(dc * c_t))
+
+    cell.zero_grad()
+    cell.forward(x, h, c)
+    dx, dh_prev, dc_prev = cell.backward(dh, dc)
+    arrays = dict(cell.equation_params(), x=x, h_prev=h, c_prev=c)
+    analytic = dict({k: v.copy() for k, v in cell.equation_grads().items()}, x=dx, h_prev=dh_prev, c_prev=dc_prev)
+    errors = check_gradients(loss, arrays, analytic)
+    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= TOLERANCE}
+    assert not bad, f"relative error above {TOLERANCE} for: {bad}"
+
+
+def test_dropout_between_layers_grads_match_finite_differences():
+    lstm, x, h0, c0, lengths, (dy, dh_n, dc_n) = make_problem(5, 4, 3, 3, 4, 2, True, "full", True)
+    lstm.dropout = 0.3
+    state = lstm.rng.bit_generator.state
+
+    def forward():
+        lstm.rng.bit_generator.state = state          # the same dropout mask at every evaluation
+        return lstm.forward(x, h0, c0, lengths)
+
+    def loss():
+        y, (h_n, c_n) = forward()
+        return float(np.sum(dy * y) + np.sum(dh_n * h_n) + np.sum(dc_n * c_n))
+
+    lstm.zero_grad()
+    forward()
+    dx, _ = lstm.backward(dy, dh_n, dc_n)
+    arrays = {"x": x, **{n: v for n, v, _ in lstm.named_parameters()}}
+    analytic = {"x": dx, **{n: g.copy() for n, _, g in lstm.named_parameters()}}
+    errors = check_gradients(loss, arrays, analytic)
+    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= TOLERANCE}
+    assert not bad, f"relative error above {TOLERANCE} for: {bad}"
+
+
+def test_gradients_accumulate_until_zero_grad():
+    lstm, x, h0, c0, lengths, (dy, dh_n, dc_n) = make_problem(2, 4, 2, 3, 3)
+    lstm.forward(x, h0, c0)
+    lstm.backward(dy, dh_n, dc_n)
+    once = [g.copy() for _, _, g in lstm.named_parameters()]
+    lstm.forward(x, h0, c0)
+    lstm.backward(dy, dh_n, dc_n)
+    for (name, _, g), g1 in zip(lstm.named_parameters(), once):
+        np.testing.assert_allclose(g, 2 * g1, rtol=1e-12, err_msg=name)
+    lstm.zero_grad()
+    assert all(not g.any() for _, _, g in lstm.named_parameters())
+
+
+def test_dropout_is_seeded_and_off_in_eval_mode():
+    x = np.random.default_rng(0).normal(size=(5, 3, 4))
+    a = ln.LSTM(4, 6, num_layers=2, dropout=0.5, seed=11)
+    b = ln.LSTM(4, 6, num_layers=2, dropout=0.5, seed=11)
+    ya, _ = a.forward(x)
+    yb, _ = b.forward(x)
+    np.testing.assert_array_equal(ya, yb)
+    assert not np.allclose(ya, a.forward(x)[0]), "a new mask is drawn at every training forward"
+    a.eval()
+    y_eval1, y_eval2 = a.forward(x)[0], a.forward(x)[0]
+    np.testing.assert_array_equal(y_eval1, y_eval2)
+    a.dropout = 0.0
+    a.train()
+    np.testing.assert_array_equal(a.forward(x)[0], y_eval1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# properties over random small shapes
+shapes = st.tuples(st.integers(1, 6), st.integers(1, 4), st.integers(1, 4), st.integers(1, 5),
+                   st.sampled_from(VARIANTS), st.integers(0, 2**16))
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes, st.booleans())
+def test_padded_steps_carry_state_and_output_zeros(shape, bidirectional):
+    T, B, D, H, peephole, seed = shape
+    lstm, x, h0, c0, _, _ = make_problem(seed, T, B, D, H, 1, bidirectional, peephole)
+    lengths = np.random.default_rng(seed).integers(1, T + 1, size=B)
+    y, (h_n, c_n) = lstm.forward(x, h0, c0, lengths)
+    for b in range(B):
+        n = lengths[b]
+        assert not y[n:, b].any(), "outputs at padded steps must be zero"
+        y_b, (h_b, c_b) = lstm.forward(x[:n, b:b + 1], h0[:, b:b + 1], c0[:, b:b + 1])
+        np.testing.assert_allclose(y[:n, b:b + 1], y_b, atol=1e-12)
+        np.testing.assert_allclose(h_n[:, b:b + 1], h_b, atol=1e-12)   # state after the last real step
+        np.testing.assert_allclose(c_n[:, b:b + 1], c_b, atol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(shapes, st.booleans())
+def test_each_batch_row_equals_running_it_alone_forward_and_backward(shape, bidirectional):
+    T, B, D, H, peephole, seed = shape
+    lstm, x, h0, c0, lengths, (dy, dh_n, dc_n) = make_problem(seed, T, B, D, H, 2, bidirectional, peephole, True)
+    y, (h_n, c_n) = lstm.forward(x, h0, c0, lengths)
+    lstm.zero_grad()
+    dx, (dh0, dc0) = lstm.backward(dy, dh_n, dc_n)
+    batch_grads = [g.copy() for _, _, g in lstm.named_parameters()]
+    summed = [np.zeros_like(g) for g in batch_grads]
+    for b in range(B):
+        n = lengths[b]
+        s = slice(b, b + 1)
+        y_b, (h_b, c_b) = lstm.forward(x[:n, s], h0[:, s], c0[:, s])
+        np.testing.assert_allclose(y[:n, s], y_b, atol=1e-12)
+        np.testing.assert_allclose(h_n[:, s], h_b, atol=1e-12)
+        lstm.zero_grad()
+        dx_b, (dh0_b, dc0_b) = lstm.backward(dy[:n, s], dh_n[:, s], dc_n[:, s])
+        np.testing.assert_allclose(dx[:n, s], dx_b, atol=1e-11)
+        assert not dx[n:, s].any(), "no gradient reaches padded inputs"
+        np.testing.assert_allclose(dh0[:, s], dh0_b, atol=1e-11)
+        np.testing.assert_allclose(dc0[:, s], dc0_b, atol=1e-11)
+        for acc, (_, _, g) in zip(summed, lstm.named_parameters()):
+            acc += g
+    for (name, _, _), g, acc in zip(lstm.named_parameters(), batch_grads, summed):
+        np.testing.assert_allclose(g, acc, atol=1e-10, err_msg=name)
+
+
+@settings(max_examples=20, deadline=None)
+@given(shapes)
+def test_cell_step_by_step_equals_layer_forward_and_backward(shape):
+    T, B, D, H, peephole, seed = shape
+    lstm, x, h0, c0, _, (dy, dh_n, dc_n) = make_problem(seed, T, B, D, H, 1, False, peephole)
+    y, (h_n, c_n) = lstm.forward(x, h0, c0)
+    lstm.zero_grad()
+    dx, (dh0, dc0) = lstm.backward(dy, dh_n, dc_n)
+    layer_grads = {k: v.copy() for k, v in lstm.cell().equation_grads().items()}
+
+    cell = lstm.cell()
+    cell.zero_grad()
+    h, c, caches = h0[0], c0[0], []
+    for t in range(T):
+        h, c = cell.forward(x[t], h, c)
+        np.testing.assert_allclose(h, y[t], atol=1e-12)
+        caches.append(cell._step_cache)
+    dh, dc = dh_n[0], dc_n[0]
+    for t in reversed(range(T)):
+        cell._step_cache = caches[t]
+        dx_t, dh, dc = cell.backward(dh + dy[t], dc)
+        np.testing.assert_allclose(dx_t, dx[t], atol=1e-11)
+    np.testing.assert_allclose(dh, dh0[0], atol=1e-11)
+    np.testing.assert_allclose(dc, dc0[0], atol=1e-11)
+    for name, g in cell.equation_grads().items():
+        np.testing.assert_allclose(g, layer_grads[name], atol=1e-10, err_msg=name)
+
+
+@settings(max_examples=15, deadline=None)
+@given(shapes, st.booleans())
+def test_float32_agrees_with_float64(shape, masked):
+    T, B, D, H, peephole, seed = shape
+    l64, x, h0, c0, lengths, (dy, dh_n, dc_n) = make_problem(seed, T, B, D, H, 2, True, peephole, masked)
+    l32 = ln.LSTM(D, H, num_layers=2, peephole=peephole, bidirectional=True, dtype=np.float32)
+    for (_, v32, _), (_, v64, _) in zip(l32.named_parameters(), l64.named_parameters()):
+        v32[...] = v64
+    y64, (h64, _) = l64.forward(x, h0, c0, lengths)
+    y32, (h32, _) = l32.forward(x, h0, c0, lengths)
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32, y64, atol=1e-4)
+    np.testing.assert_allclose(h32, h64, atol=1e-4)
+    dx64, _ = l64.backward(dy, dh_n, dc_n)
+    dx32, _ = l32.backward(dy, dh_n, dc_n)
+    np.testing.assert_allclose(dx32, dx64, atol=1e-4 * max(1.0, np.abs(dx64).max()))
+    for (name, _, g32), (_, _, g64) in zip(l32.named_parameters(), l64.named_parameters()):
+        np.testing.assert_allclose(g32, g64, atol=1e-4 * max(1.0, np.abs(g64).max()), err_msg=name)
+
+
+@settings(max_examples=15, deadline=None)
+@given(shapes, st.sampled_from(["full", "diagonal"]))
+def test_zeroed_peepholes_equal_the_plain_lstm(shape, peephole):
+    T, B, D, H, _, seed = shape
+    plain, x, h0, c0, lengths, (dy, dh_n, dc_n) = make_problem(seed, T, B, D, H, 1, True, "none", True)
+    peep = ln.LSTM(D, H, peephole=peephole, bidirectional=True)
+    for d in range(2):
+        P, Q = peep.cell(0, d).equation_params(), plain.cell(0, d).equation_params()
+        for name, view in P.items():
+            view[...] = Q[name] if name in Q else 0.0
+    y1, (h1, c1) = plain.forward(x, h0, c0, lengths)
+    y2, (h2, c2) = peep.forward(x, h0, c0, lengths)
+    np.testing.assert_allclose(y2, y1, atol=1e-13)
+    np.testing.assert_allclose(c2, c1, atol=1e-13)
+    dx1, _ = plain.backward(dy, dh_n, dc_n)
+    dx2, _ = peep.backward(dy, dh_n, dc_n)
+    np.testing.assert_allclose(dx2, dx1, atol=1e-12)
+    for d in range(2):
+        G1, G2 = plain.cell(0, d).equation_grads(), peep.cell(0, d).equation_grads()
+        for name in G1:
+            np.testing.assert_allclose(G2[name], G1[name], atol=1e-12, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# stability
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("peephole", VARIANTS)
+def test_huge_inputs_give_finite_outputs_without_warnings(dtype, peephole):
+    lstm = ln.LSTM(3, 4, num_layers=2, peephole=peephole, bidirectional=True, dtype=dtype)
+    x = np.random.default_rng(0).choice([-1e4, 1e4], size=(6, 2, 3))
+    with warnings.catch_warnings(), np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+        warnings.simplefilter("error")
+        y, (h_n, c_n) = lstm.forward(x)
+        dx, _ = lstm.backward(np.ones_like(y))
+    for name, arr in [("y", y), ("h_n", h_n), ("c_n", c_n), ("dx", dx)]:
+        assert np.isfinite(arr).all(), name
+        assert arr.dtype == dtype, name
+
+
+# ---------------------------------------------------------------------------------------------------
+# views and names of the stable interface
+def test_equation_params_are_writable_views_with_documented_shapes():
+    D, H = 3, 4
+    shapes = {"full": (H, H), "diagonal": (H,)}
+    for peephole in VARIANTS:
+        cell = ln.LSTMCell(D, H, peephole=peephole)
+        P = cell.equation_params()
+        for g in "ifco":
+            assert P[f"W_x{g}"].shape == (H, D) and P[f"W_h{g}"].shape == (H, H) and P[f"b_{g}"].shape == (H,)
+        peeps = {k for k in P if k.startswith("W_c")}
+        expected = {"full": {"W_ci", "W_cf", "W_cc", "W_co"}, "diagonal": {"W_ci", "W_cf", "W_co"}, "none": set()}
+        assert peeps == expected[peephole]
+        for k in peeps:
+            assert P[k].shape == shapes[peephole]
+        assert set(cell.equation_grads()) == set(P)
+        before = [v.copy() for _, v, _ in cell.named_parameters()]
+        P["W_hf"][1, 2] = 42.0
+        changed = [not np.array_equal(b, v) for b, (_, v, _) in zip(before, cell.named_parameters())]
+        assert sum(changed) == 1 and 42.0 in cell.params["W_h"]
+
+
+def test_initialization_forget_bias_one_and_uniform_weights():
+    cell = ln.LSTMCell(5, 8, seed=3)
+    P = cell.equation_params()
+    np.testing.assert_array_equal(P["b_f"], 1.0)
+    for g in "ico":
+        np.testing.assert_array_equal(P[f"b_{g}"], 0.0)
+    assert np.abs(P["W_hi"]).max() <= 1 / np.sqrt(8)
+
+
+def test_named_parameters_and_cell_accessor():
+    lstm = ln.LSTM(3, 4, num_layers=2, bidirectional=True, peephole="diagonal")
+    names = [n for n, _, _ in lstm.named_parameters()]
+    assert len(names) == len(set(names)) == 4 * 5
+    assert "l1.bwd.p_co" in names
+    assert lstm.cell(1, 1).input_size == 8
+    with pytest.raises(ValueError, match="layer"):
+        lstm.cell(2, 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input names the argument
+def test_bad_input_raises_naming_the_argument():
+    lstm = ln.LSTM(3, 4, num_layers=2, bidirectional=True)
+    x = np.zeros((5, 2, 3))
+    cases = [
+        (ValueError, "x", lambda: lstm.forward(np.zeros((5, 3)))),
+        (ValueError, "x", lambda: lstm.forward(np.zeros((5, 2, 4)))),
+        (ValueError, "x", lambda: lstm.forward(np.full((5, 2, 3), np.nan))),
+        (ValueError, "x", lambda: lstm.forward(np.full((5, 2, 3), np.inf))),
+        (TypeError, "x", lambda: lstm.forward(np.array([[["a"] * 3] * 2] * 5))),
+        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([0, 5]))),
+        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([6, 5]))),
+        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([5, 5, 5]))),
+        (TypeError, "lengths", lambda: lstm.forward(x, lengths=np.array([5.0, 4.0]))),
+        (ValueError, "h0", lambda: lstm.forward(x, h0=np.zeros((2, 2, 4)))),
+        (ValueError, "c0", lambda: lstm.forward(x, c0=np.zeros((4, 2, 5)))),
+        (ValueError, "peephole", lambda: ln.LSTM(3, 4, peephole="fancy")),
+        (ValueError, "peephole", lambda: ln.LSTMCell(3, 4, peephole="Full")),
+        (ValueError, "hidden_size", lambda: ln.LSTM(3, 0)),
+        (ValueError, "hidden_size", lambda: ln.LSTMCell(3, -2)),
+        (ValueError, "input_size", lambda: ln.LSTM(0, 4)),
+        (ValueError, "num_layers", lambda: ln.LSTM(3, 4, num_layers=0)),
+        (ValueError, "dropout", lambda: ln.LSTM(3, 4, dropout=1.0)),
+        (TypeError, "dtype", lambda: ln.LSTM(3, 4, dtype=np.int32)),
+        (ValueError, "backward", lambda: ln.LSTM(3, 4).backward(np.zeros((5, 2, 4)))),
+        (ValueError, "backward", lambda: ln.LSTMCell(3, 4).backward(np.zeros((2, 4)), np.zeros((2, 4)))),
+    ]
+    for exc, name, call in cases:
+        with pytest.raises(exc, match=name):
+            call()
+    lstm.forward(x)
+    with pytest.raises(ValueError, match="dy"):
+        lstm.backward(np.zeros((5, 2, 4)))
+    with pytest.raises(ValueError, match="dh_n"):
+        lstm.backward(np.zeros((5, 2, 8)), dh_n=np.zeros((4, 2, 3)))
