@@ -1,0 +1,81 @@
+"""masked_cross_entropy: a hand-computed value, finite-difference gradients, masking, validation."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lstm_np.losses import masked_cross_entropy
+
+
+def test_value_matches_hand_computation():
+    logits = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0], [2.0, 2.0, 2.0]])
+    targets = np.array([1, 2, 0])
+    mask = np.array([True, True, False])
+    nll_0 = -(2.0 - math.log(math.exp(1.0) + math.exp(2.0) + math.exp(0.5)))
+    nll_1 = -(3.0 - math.log(math.exp(0.0) + math.exp(-1.0) + math.exp(3.0)))
+    loss, _ = masked_cross_entropy(logits, targets, mask)
+    assert loss == pytest.approx((nll_0 + nll_1) / 2, rel=1e-14)
+    loss_all, _ = masked_cross_entropy(logits, targets, np.ones(3, bool))
+    assert loss_all == pytest.approx((nll_0 + nll_1 + math.log(3.0)) / 3, rel=1e-14)
+
+
+def test_grad_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((2, 3, 5))
+    targets = rng.integers(0, 5, (2, 3))
+    mask = np.array([[1, 1, 0], [1, 0, 0]], bool)
+    _, dlogits = masked_cross_entropy(logits, targets, mask)
+    numeric, eps = np.zeros_like(logits), 1e-6
+    for i in np.ndindex(logits.shape):
+        old = logits[i]
+        logits[i] = old + eps
+        up, _ = masked_cross_entropy(logits, targets, mask)
+        logits[i] = old - eps
+        down, _ = masked_cross_entropy(logits, targets, mask)
+        logits[i] = old
+        numeric[i] = (up - down) / (2 * eps)
+    err = np.linalg.norm(dlogits - numeric) / (np.linalg.norm(dlogits) + np.linalg.norm(numeric))
+    assert err < 1e-7, f"dlogits: relative error {err:.2e}"
+
+
+def test_masked_positions_neither_count_nor_get_gradient():
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((4, 6)).astype(np.float32)
+    targets = np.array([0, 5, 2, 2])
+    mask = np.array([1, 0, 1, 0])  # 0/1 integers work like booleans
+    loss, dlogits = masked_cross_entropy(logits, targets, mask)
+    assert dlogits.dtype == np.float32 and dlogits.shape == logits.shape
+    assert not dlogits[[1, 3]].any()
+    changed = logits.copy()
+    changed[[1, 3]] = 100.0
+    assert masked_cross_entropy(changed, targets, mask)[0] == loss
+    assert masked_cross_entropy(logits, targets, mask.astype(bool))[0] == loss
+
+
+def test_huge_logits_stay_finite():
+    loss, dlogits = masked_cross_entropy(np.array([[1e4, -1e4, 0.0]]), np.array([1]), np.array([True]))
+    assert loss == pytest.approx(2e4) and np.all(np.isfinite(dlogits))
+
+
+def test_empty_mask_raises():
+    with pytest.raises(ValueError, match="mask"):
+        masked_cross_entropy(np.zeros((2, 3)), np.zeros(2, int), np.zeros(2, bool))
+
+
+@pytest.mark.parametrize("targets, error, name", [
+    (np.array([0, 3]), ValueError, r"targets must be in \[0, 3\)"),
+    (np.array([-1, 0]), ValueError, "targets"),
+    (np.array([0.0, 1.0]), TypeError, "targets"),
+    (np.array([0, 1, 2]), ValueError, "targets must have shape"),
+])
+def test_bad_targets_raise_naming_them(targets, error, name):
+    with pytest.raises(error, match=name):
+        masked_cross_entropy(np.zeros((2, 3)), targets, np.ones(targets.shape, bool))
+
+
+def test_bad_mask_raises_naming_it():
+    with pytest.raises(ValueError, match="mask"):
+        masked_cross_entropy(np.zeros((2, 3)), np.zeros(2, int), np.array([1, 2]))
+    with pytest.raises(ValueError, match="mask"):
+        masked_cross_entropy(np.zeros((2, 3)), np.zeros(2, int), np.ones(3, bool))

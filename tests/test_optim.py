@@ -1,0 +1,326 @@
+"""Optimizers against plain re-implementations of their formulas (bit for bit), torch (if installed),
+state-dict round trips, clipping, the learning-rate schedule, and hyperparameter validation."""
+
+import io
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from lstm_np import optim
+from lstm_np.optim import SGD, Adam, AdamW, WarmupDecay, clip_grad_norm
+
+SHAPES = {"W": (3, 4), "b": (5,)}
+
+
+def exact_fma(a, b, c):
+    """a·b + c rounded once, via exact rational arithmetic (independent of lstm_np.functional.fma)."""
+    a, b, c = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(c, np.float64))
+    out = [float(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z))) for x, y, z in zip(a.flat, b.flat, c.flat)]
+    return np.array(out).reshape(a.shape)
+
+
+def make_params(seed=0):
+    rng = np.random.default_rng(seed)
+    return [(name, rng.standard_normal(shape), np.zeros(shape)) for name, shape in SHAPES.items()]
+
+
+def grad_sequence(steps, seed=1):
+    rng = np.random.default_rng(seed)
+    return [{name: rng.standard_normal(shape) for name, shape in SHAPES.items()} for _ in range(steps)]
+
+
+def run(opt, params, grads):
+    """Feed the gradients step by step; return copies of the parameter values after each step."""
+    history = []
+    for step_grads in grads:
+        for name, _, grad in params:
+            grad[...] = step_grads[name]
+        opt.step()
+        history.append({name: value.copy() for name, value, _ in params})
+    return history
+
+
+def reference_adam(p, grads, lr, betas, eps, weight_decay, decoupled):
+    """torch.optim.Adam/AdamW (single-tensor path) written out plainly, one parameter, float64."""
+    beta1, beta2 = betas
+    m, v, history = np.zeros_like(p), np.zeros_like(p), []
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            p = p * (1 - lr * weight_decay)                  # param.mul_(1 - lr*wd)
+        elif weight_decay != 0:
+            g = exact_fma(p, weight_decay, g)                # grad.add(param, alpha=wd): an FMA in torch's kernel
+        w = 1 - beta1                                        # exp_avg.lerp_(grad, w): an FMA in torch's kernel
+        m = exact_fma(g - m, w, m) if abs(w) < 0.5 else exact_fma(g - m, w - 1, g)
+        v = v * beta2
+        v = exact_fma((1 - beta2) * g, g, v)                 # addcmul_: self + (value*t1)*t2, contracted by GCC
+        step_size = lr / (1 - beta1 ** t)
+        denom = np.sqrt(v) / (1 - beta2 ** t) ** 0.5 + eps
+        p = p + (-step_size) * m / denom                     # addcdiv_: self + (value*t1)/t2
+        history.append(p)
+    return history
+
+
+def reference_sgd(p, grads, lr, momentum, weight_decay, nesterov):
+    """torch.optim.SGD (dampening=0, single-tensor path) written out plainly, one parameter, float64."""
+    buf, history = None, []
+    for g in grads:
+        if weight_decay != 0:
+            g = exact_fma(p, weight_decay, g)
+        if momentum != 0:
+            buf = g.copy() if buf is None else buf * momentum + g
+            g = exact_fma(buf, momentum, g) if nesterov else buf
+        p = exact_fma(g, -lr, p)
+        history.append(p)
+    return history
+
+
+def assert_bitwise_equal(actual, expected, label):
+    assert actual.dtype == expected.dtype
+    ulps = np.abs(actual.view(np.int64) - expected.view(np.int64)).max()
+    assert np.array_equal(actual, expected), f"{label}: differs by up to {ulps} ulp"
+
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (Adam, dict(lr=1e-2)),
+    (Adam, dict(lr=3e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    (Adam, dict(lr=1e-2, betas=(0.3, 0.9))),     # lerp weight 1 - β1 >= 0.5: torch's other lerp branch
+    (AdamW, dict(lr=1e-2)),
+    (AdamW, dict(lr=1e-2, weight_decay=0.5)),
+])
+def test_adam_matches_plain_reference_bit_for_bit(cls, kwargs):
+    params, grads = make_params(), grad_sequence(6)
+    initial = {name: value.copy() for name, value, _ in params}
+    history = run(cls(params, **kwargs), params, grads)
+    full = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01 if cls is AdamW else 0.0) | kwargs
+    for name in SHAPES:
+        expected = reference_adam(initial[name], [g[name] for g in grads], decoupled=cls is AdamW, **full)
+        for t, (got, want) in enumerate(zip(history, expected), start=1):
+            assert_bitwise_equal(got[name], want, f"{cls.__name__} {name} step {t}")
+
+
+def test_adam_is_the_textbook_update_up_to_rounding():
+    lr, (beta1, beta2), eps, wd = 1e-2, (0.9, 0.999), 1e-8, 0.05
+    params, grads = make_params(), grad_sequence(5)
+    p = params[0][1].copy()
+    history = run(Adam(params, lr=lr, eps=eps, weight_decay=wd), params, grads)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t, step_grads in enumerate(grads, start=1):
+        g = step_grads["W"] + wd * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g ** 2
+        p = p - lr * (m / (1 - beta1 ** t)) / (np.sqrt(v / (1 - beta2 ** t)) + eps)
+        np.testing.assert_allclose(history[t - 1]["W"], p, rtol=1e-12, atol=0, err_msg=f"step {t}")
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(lr=0.1),
+    dict(lr=0.1, weight_decay=0.01),
+    dict(lr=0.05, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1),
+])
+def test_sgd_matches_plain_reference_bit_for_bit(kwargs):
+    params, grads = make_params(), grad_sequence(5)
+    initial = {name: value.copy() for name, value, _ in params}
+    history = run(SGD(params, **kwargs), params, grads)
+    full = dict(momentum=0.0, weight_decay=0.0, nesterov=False) | kwargs
+    for name in SHAPES:
+        expected = reference_sgd(initial[name], [g[name] for g in grads], **full)
+        for t, (got, want) in enumerate(zip(history, expected), start=1):
+            assert_bitwise_equal(got[name], want, f"SGD {name} step {t}")
+
+
+TORCH_CASES = [
+    ("Adam", dict(lr=1e-2, weight_decay=0.1)),
+    ("Adam", dict(lr=1e-2, betas=(0.3, 0.9))),
+    ("AdamW", dict(lr=1e-2, weight_decay=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)),
+]
+
+
+def run_against_torch(which, kwargs, dtype, steps=8, size=3000):
+    """Step ours and torch.optim (single-tensor path) side by side; return both final values."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    value, grad = rng.standard_normal(size).astype(dtype), np.zeros(size, dtype)
+    tensor = torch.tensor(value.copy(), requires_grad=True)
+    ours = {"Adam": Adam, "AdamW": AdamW, "SGD": SGD}[which]([("p", value, grad)], **kwargs)
+    theirs = getattr(torch.optim, which)([tensor], foreach=False, **kwargs)
+    for _ in range(steps):
+        grad[...] = rng.standard_normal(size)
+        tensor.grad = torch.tensor(grad.copy())
+        ours.step()
+        theirs.step()
+    return value, tensor.detach().numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("which, kwargs", TORCH_CASES)
+def test_matches_torch_bit_for_bit_given_torchs_sqrt(which, kwargs, dtype, monkeypatch):
+    """Every operation but sqrt matches torch's to the last bit. torch's CPU sqrt (MKL vdSqrt on x86) is not
+    correctly rounded, so it is swapped in for this comparison."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(optim, "_sqrt", lambda x: torch.from_numpy(np.ascontiguousarray(x)).sqrt().numpy())
+    ours, theirs = run_against_torch(which, kwargs, dtype)
+    ulps = np.abs(ours.view(f"i{ours.itemsize}").astype(np.int64) - theirs.view(f"i{ours.itemsize}")).max()
+    assert np.array_equal(ours, theirs), f"{which} {dtype.__name__}: differs from torch by up to {ulps} ulp"
+
+
+@pytest.mark.parametrize("which, kwargs", TORCH_CASES)
+def test_matches_torch_to_rounding_with_numpys_sqrt(which, kwargs):
+    ours, theirs = run_against_torch(which, kwargs, np.float64)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: Adam(p, lr=1e-2, weight_decay=0.1),
+    lambda p: AdamW(p, lr=1e-2),
+    lambda p: SGD(p, lr=0.1, momentum=0.9),
+])
+def test_state_dict_round_trip_gives_identical_subsequent_steps(make):
+    grads = grad_sequence(6)
+    params = make_params()
+    opt = make(params)
+    run(opt, params, grads[:3])
+    buffer = io.BytesIO()
+    np.savez(buffer, **opt.state_dict())
+    saved_values = {name: value.copy() for name, value, _ in params}
+    continued = run(opt, params, grads[3:])
+
+    fresh = make_params(seed=99)
+    for name, value, _ in fresh:
+        value[...] = saved_values[name]
+    restored = make(fresh)
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as state:
+        restored.load_state_dict(state)
+    resumed = run(restored, fresh, grads[3:])
+    for t, (a, b) in enumerate(zip(continued, resumed)):
+        for name in SHAPES:
+            assert np.array_equal(a[name], b[name]), f"{name} differs {t + 1} steps after resuming"
+
+
+def test_load_state_dict_names_the_mismatch():
+    opt = Adam(make_params())
+    state = opt.state_dict()
+    with pytest.raises(ValueError, match="m/W"):
+        opt.load_state_dict({k: v for k, v in state.items() if k != "m/W"})
+    with pytest.raises(ValueError, match="m/extra"):
+        opt.load_state_dict(state | {"m/extra": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"'v/b'.*shape"):
+        opt.load_state_dict(state | {"v/b": np.zeros(4)})
+    with pytest.raises(ValueError, match="step"):
+        opt.load_state_dict(state | {"step": np.array(-1)})
+
+
+def test_step_and_zero_grad_work_in_place():
+    params = make_params()
+    values = [value for _, value, _ in params]
+    for _, _, grad in params:
+        grad[...] = 1.0
+    opt = Adam(params, lr=0.1)
+    opt.step()
+    opt.zero_grad()
+    for (name, value, grad), original in zip(params, values):
+        assert value is original, f"{name}: the optimizer must update the module's own array"
+        assert not grad.any(), f"{name}: zero_grad left a nonzero gradient"
+
+
+def test_duplicate_parameter_names_raise():
+    params = make_params()
+    with pytest.raises(ValueError, match="'W'"):
+        Adam(params + [params[0]])
+
+
+@pytest.mark.parametrize("build, name", [
+    (lambda p: Adam(p, lr=-1e-3), "lr"),
+    (lambda p: Adam(p, lr=float("nan")), "lr"),
+    (lambda p: Adam(p, betas=(1.0, 0.999)), "betas"),
+    (lambda p: Adam(p, betas=(0.9, -0.1)), "betas"),
+    (lambda p: Adam(p, betas=(0.9,)), "betas"),
+    (lambda p: Adam(p, eps=-1e-8), "eps"),
+    (lambda p: Adam(p, weight_decay=-0.1), "weight_decay"),
+    (lambda p: AdamW(p, weight_decay=-0.1), "weight_decay"),
+    (lambda p: SGD(p, lr=-0.1), "lr"),
+    (lambda p: SGD(p, lr=0.1, momentum=-0.5), "momentum"),
+    (lambda p: SGD(p, lr=0.1, weight_decay=-1.0), "weight_decay"),
+    (lambda p: SGD(p, lr=0.1, nesterov=True), "nesterov"),
+    (lambda p: Adam([]), "params"),
+    (lambda p: clip_grad_norm(p, 0.0), "max_norm"),
+    (lambda p: clip_grad_norm(p, -1.0), "max_norm"),
+    (lambda p: WarmupDecay(-1e-3, 10, 100), "base_lr"),
+    (lambda p: WarmupDecay(1e-3, -1, 100), "warmup_steps"),
+    (lambda p: WarmupDecay(1e-3, 10, 5), "total_steps"),
+    (lambda p: WarmupDecay(1e-3, 10, 100, final_lr_fraction=1.5), "final_lr_fraction"),
+    (lambda p: WarmupDecay(1e-3, 10, 100, kind="step"), "kind"),
+    (lambda p: WarmupDecay(1e-3, 10, 100)(-1), "step"),
+])
+def test_invalid_hyperparameters_raise_naming_them(build, name):
+    with pytest.raises(ValueError, match=name):
+        build(make_params())
+
+
+def test_lr_is_settable_and_validated():
+    opt = Adam(make_params())
+    opt.lr = 5e-4
+    assert opt.lr == 5e-4
+    with pytest.raises(ValueError, match="lr"):
+        opt.lr = float("inf")
+
+
+def test_clip_grad_norm_returns_pre_clip_norm_and_scales_all_grads_together():
+    params = [("a", np.zeros(2), np.array([3.0, 4.0])), ("b", np.zeros(1), np.array([12.0]))]
+    norm = clip_grad_norm(params, max_norm=1.0)
+    assert norm == 13.0
+    scale = 1.0 / (13.0 + 1e-6)
+    np.testing.assert_array_equal(params[0][2], np.array([3.0, 4.0]) * scale)
+    np.testing.assert_array_equal(params[1][2], np.array([12.0]) * scale)
+
+
+def test_clip_grad_norm_leaves_small_or_nonfinite_grads_alone():
+    small = [("a", np.zeros(2, np.float32), np.array([0.3, 0.4], np.float32))]
+    assert clip_grad_norm(small, max_norm=1.0) == pytest.approx(0.5, rel=1e-7)
+    np.testing.assert_array_equal(small[0][2], np.array([0.3, 0.4], np.float32))
+    assert small[0][2].dtype == np.float32
+    bad = [("a", np.zeros(2), np.array([np.inf, 1.0]))]
+    assert clip_grad_norm(bad, max_norm=1.0) == np.inf
+    np.testing.assert_array_equal(bad[0][2], np.array([np.inf, 1.0]))
+
+
+def test_clip_grad_norm_sums_float32_grads_in_float64():
+    g = np.full(10**6, 1e-3, np.float32)  # a float32 running sum of 1e-6 a million times drifts visibly
+    assert clip_grad_norm([("g", np.zeros_like(g), g)], 10.0) == pytest.approx(
+        math.sqrt(1e6 * float(np.float32(1e-3)) ** 2), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_schedule_values_at_warmup_start_end_and_total(kind):
+    lr = WarmupDecay(1e-3, warmup_steps=10, total_steps=110, final_lr_fraction=0.1, kind=kind)
+    assert lr(0) == pytest.approx(1e-4)             # first warm-up step: base / warmup_steps
+    assert lr(9) == pytest.approx(1e-3)             # last warm-up step reaches base_lr
+    assert lr(10) == pytest.approx(1e-3)            # decay starts from base_lr
+    assert lr(60) == pytest.approx(5.5e-4)          # half way: min + (base - min) / 2, for both kinds
+    assert lr(110) == pytest.approx(1e-4)           # total_steps: final fraction
+    assert lr(10_000) == pytest.approx(1e-4)        # constant afterwards
+    values = [lr(s) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(values, values[1:])), "decay must be monotone"
+    warm = [lr(s) for s in range(10)]
+    assert all(a < b for a, b in zip(warm, warm[1:])), "warm-up must increase"
+
+
+def test_schedule_without_warmup_starts_at_base_lr():
+    lr = WarmupDecay(2e-3, warmup_steps=0, total_steps=100)
+    assert lr(0) == 2e-3
+    assert lr(100) == pytest.approx(2e-4)
+
+
+def test_adam_minimises_a_quadratic():
+    target = np.random.default_rng(0).standard_normal(10)
+    p, g = np.zeros(10), np.zeros(10)
+    opt = Adam([("p", p, g)], lr=0.1)
+    for _ in range(300):
+        opt.zero_grad()
+        g += 2 * (p - target)
+        opt.step()
+    np.testing.assert_allclose(p, target, atol=1e-5)
