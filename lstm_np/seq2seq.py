@@ -1,0 +1,269 @@
+"""Encoder, Decoder and Seq2Seq: sequence-to-sequence learning built from lstm_np's own cells.
+
+    encoder:  src ids (B, S) -> embedding -> LSTM stack (optionally bidirectional, optionally reading the
+              source reversed, Sutskever et al. 2014) -> outputs k_s (B, S, Hd), final states (L, B, Hd)
+    decoder:  BOS + tgt[:-1] -> embedding [⊕ summary] -> LSTM stack started from the encoder's final states
+              -> [attention over k_s] -> linear -> logits (T, B, V)
+    loss:     mean cross-entropy over the real (non-PAD) target tokens (teacher forcing)
+
+Hd = num_directions * hidden_size: a bidirectional encoder's forward and backward final states are
+concatenated into the decoder's initial state, layer by layer.
+
+"Peeky" decoder (Saito, Deep Learning from Scratch 2): without attention, the encoder's summary (the top
+layer's final h) is concatenated to the decoder's input at every step and to the output layer's input, so
+the decoder never has to carry it through its own state. With attention, the attention context plays that
+role (Luong's attentional hidden state h~_t = tanh(W_c [ctx_t ; h_t]) feeds the output layer).
+"""
+import numpy as np
+
+from .attention import Attention, check_attention
+from .data import BOS, EOS, PAD
+from .layers import Embedding, Linear
+from .losses import masked_cross_entropy
+from .lstm import LSTM
+
+
+def check_ids(name, ids, vocab_size):
+    """`ids` as a 2-D int64 array with values in [0, vocab_size), right-padded with PAD; else a clear error."""
+    arr = np.asarray(ids)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array of token ids, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (batch, length), got shape {arr.shape}")
+    if arr.min() < 0 or arr.max() >= vocab_size:
+        raise ValueError(f"{name} token ids must lie in [0, {vocab_size}), got values in [{arr.min()}, {arr.max()}]")
+    real = arr != PAD
+    if (real[:, 1:] & ~real[:, :-1]).any():
+        raise ValueError(f"{name} must be right-padded: a PAD ({PAD}) token is followed by a real token")
+    return arr.astype(np.int64, copy=False)
+
+
+def lengths_of(ids):
+    """Number of real tokens per row (at least 1: an all-PAD row reads one PAD, whose embedding is zero)."""
+    return np.maximum((ids != PAD).sum(axis=1), 1)
+
+
+def reverse_within_lengths(ids, lengths):
+    """Row b's first lengths[b] tokens reversed, padding left in place: (B, S) -> (B, S)."""
+    B, S = ids.shape
+    pos = np.arange(S)[None, :]
+    src_pos = np.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)
+    return np.take_along_axis(ids, src_pos, axis=1)
+
+
+class Encoder:
+    """src ids (B, S) -> keys (B, S, Hd), h0, c0 (L, B, Hd) for the decoder, mask (B, S)."""
+
+    def __init__(self, vocab_size, embed_size, hidden_size, num_layers, peephole, bidirectional, dropout,
+                 reverse_source, dtype, seeds):
+        self.embed = Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0], padding_idx=PAD)
+        self.lstm = LSTM(embed_size, hidden_size, num_layers, peephole, bidirectional, dropout, dtype, seeds[1])
+        self.reverse_source = reverse_source
+
+    def named_parameters(self):
+        return ([("encoder.embed." + n, v, g) for n, v, g in self.embed.named_parameters()]
+                + [("encoder.lstm." + n, v, g) for n, v, g in self.lstm.named_parameters()])
+
+    def forward(self, src):
+        lengths = lengths_of(src)                                           # (B,)
+        ids = reverse_within_lengths(src, lengths) if self.reverse_source else src
+        x = self.embed.forward(ids.T)                                       # (S, B, E) time-major
+        y, (h_n, c_n) = self.lstm.forward(x, lengths=lengths)               # (S, B, Hd), (L*nd, B, H)
+        L, nd, H = self.lstm.num_layers, self.lstm.num_directions, self.lstm.hidden_size
+        B = src.shape[0]
+
+        def bridge(s):  # (L*nd, B, H) -> (L, B, nd*H): a layer's directions side by side
+            return s.reshape(L, nd, B, H).transpose(0, 2, 1, 3).reshape(L, B, nd * H)
+
+        mask = np.arange(src.shape[1])[None, :] < lengths[:, None]          # (B, S) real positions
+        self._shape = (L, nd, B, H, src.shape[1])
+        return y.transpose(1, 0, 2), bridge(h_n), bridge(c_n), mask
+
+    def backward(self, dkeys, dh0, dc0):
+        """dkeys (B, S, Hd) or None, dh0, dc0 (L, B, Hd): accumulates the encoder's gradients."""
+        L, nd, B, H, S = self._shape
+
+        def unbridge(d):  # (L, B, nd*H) -> (L*nd, B, H)
+            return d.reshape(L, B, nd, H).transpose(0, 2, 1, 3).reshape(L * nd, B, H)
+
+        dy = np.zeros((S, B, nd * H), self.lstm.dtype) if dkeys is None else dkeys.transpose(1, 0, 2)
+        dx, _ = self.lstm.backward(dy, unbridge(dh0), unbridge(dc0))
+        self.embed.backward(dx)
+
+
+class Decoder:
+    """Teacher-forced or step-by-step decoding: ids (T, B) + states -> logits (T, B, V), new states."""
+
+    def __init__(self, vocab_size, embed_size, hidden_size, num_layers, peephole, dropout, attention, peeky,
+                 dtype, seeds):
+        self.embed = Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0], padding_idx=PAD)
+        self.peeky = peeky
+        lstm_in = embed_size + (hidden_size if peeky else 0)
+        self.lstm = LSTM(lstm_in, hidden_size, num_layers, peephole, False, dropout, dtype, seeds[1])
+        self.attn = None
+        if attention is not None:
+            self.attn = Attention(attention, hidden_size, dtype, seeds[2])
+            self.combine = Linear(2 * hidden_size, hidden_size, dtype=dtype, seed=seeds[3])
+            out_in = hidden_size
+        else:
+            out_in = hidden_size * (2 if peeky else 1)
+        self.out = Linear(out_in, vocab_size, dtype=dtype, seed=seeds[4])
+
+    def modules(self):
+        mods = [("embed", self.embed), ("lstm", self.lstm), ("out", self.out)]
+        if self.attn is not None:
+            mods += [("attn", self.attn), ("combine", self.combine)]
+        return mods
+
+    def named_parameters(self):
+        return [(f"decoder.{m}.{n}", v, g) for m, mod in self.modules() for n, v, g in mod.named_parameters()]
+
+    def forward(self, ids, h0, c0, summary, keys, mask):
+        """ids (T, B), h0/c0 (L, B, Hd), summary (B, Hd), keys (B, S, Hd), mask (B, S)
+        -> logits (T, B, V), (h_n, c_n), attention weights (B, T, S) or None."""
+        T, B = ids.shape
+        x = self.embed.forward(ids)                                         # (T, B, E)
+        if self.peeky:
+            x = np.concatenate([x, np.broadcast_to(summary, (T,) + summary.shape)], axis=2)  # (T, B, E+Hd)
+        y, (h_n, c_n) = self.lstm.forward(x, h0, c0)                        # (T, B, Hd)
+        alpha = None
+        if self.attn is not None:
+            ctx, alpha = self.attn.forward(y.transpose(1, 0, 2), keys, mask)                 # (B, T, Hd)
+            h_att = np.tanh(self.combine.forward(np.concatenate([ctx.transpose(1, 0, 2), y], axis=2)))
+            self._h_att = h_att                                             # h~_t = tanh(W_c [ctx_t ; h_t])
+            out_in = h_att
+        elif self.peeky:
+            out_in = np.concatenate([y, np.broadcast_to(summary, y.shape)], axis=2)         # [h_t ; summary]
+        else:
+            out_in = y
+        return self.out.forward(out_in), (h_n, c_n), alpha                 # (T, B, V)
+
+    def backward(self, dlogits):
+        """-> dh0, dc0 (L, B, Hd), dsummary (B, Hd) or None, dkeys (B, S, Hd) or None."""
+        Hd = self.lstm.hidden_size
+        d_out_in = self.out.backward(dlogits)
+        dsummary, dkeys = None, None
+        if self.attn is not None:
+            d_pre = d_out_in * (1 - self._h_att * self._h_att)              # through tanh
+            d_cat = self.combine.backward(d_pre)                            # (T, B, 2Hd)
+            dq, dkeys = self.attn.backward(d_cat[:, :, :Hd].transpose(1, 0, 2))
+            dy = d_cat[:, :, Hd:] + dq.transpose(1, 0, 2)
+        elif self.peeky:
+            dy, dsummary = d_out_in[:, :, :Hd], d_out_in[:, :, Hd:].sum(axis=0)
+        else:
+            dy = d_out_in
+        dx, (dh0, dc0) = self.lstm.backward(dy)
+        E = self.embed.embedding_dim
+        if self.peeky:
+            ds = dx[:, :, E:].sum(axis=0)
+            dsummary = ds if dsummary is None else dsummary + ds
+        self.embed.backward(dx[:, :, :E])
+        return dh0, dc0, dsummary, dkeys
+
+
+class Seq2Seq:
+    """Encoder/decoder translation model (DESIGN.md §2).
+
+    loss(src (B, S), tgt (B, T)) -> float   mean cross-entropy of tgt given src (teacher forcing)
+    backward()                              gradients of the last loss, accumulated into named_parameters()
+    translate(src, max_len, beam_size)      -> list of token-id lists (EOS stripped)
+
+    peeky=None means "on without attention, off with it"; reverse_source=None means "on for a
+    unidirectional encoder without attention" (a bidirectional encoder already reads both ways, and
+    attention reaches every source position directly).
+    """
+
+    def __init__(self, src_vocab_size, tgt_vocab_size, embed_size=64, hidden_size=128, num_layers=1,
+                 peephole="full", bidirectional=False, dropout=0.0, attention=None, dtype=np.float32, seed=0,
+                 peeky=None, reverse_source=None):
+        for name, v in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size)]:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= EOS:
+                raise ValueError(f"{name} must be an integer > {EOS} (the special tokens take ids 0..3), got {v!r}")
+        self.attention = check_attention(attention)
+        self.peeky = (attention is None) if peeky is None else bool(peeky)
+        self.reverse_source = (not bidirectional and attention is None) if reverse_source is None \
+            else bool(reverse_source)
+        self.config = dict(src_vocab_size=int(src_vocab_size), tgt_vocab_size=int(tgt_vocab_size),
+                           embed_size=embed_size, hidden_size=hidden_size, num_layers=num_layers,
+                           peephole=peephole, bidirectional=bool(bidirectional), dropout=dropout,
+                           attention=attention, dtype=np.dtype(dtype).name, seed=seed, peeky=self.peeky,
+                           reverse_source=self.reverse_source)
+        seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(7)]  # one per module
+        self.encoder = Encoder(src_vocab_size, embed_size, hidden_size, num_layers, peephole, bidirectional,
+                               dropout, self.reverse_source, dtype, seeds[:2])
+        Hd = hidden_size * self.encoder.lstm.num_directions
+        self.decoder = Decoder(tgt_vocab_size, embed_size, Hd, num_layers, peephole, dropout, attention,
+                               self.peeky, dtype, seeds[2:])
+        self.dtype = self.encoder.lstm.dtype
+        self._cache = None
+
+    def named_parameters(self):
+        return self.encoder.named_parameters() + self.decoder.named_parameters()
+
+    def zero_grad(self):
+        for _, _, g in self.named_parameters():
+            g.fill(0)
+
+    def train(self, mode=True):
+        self.encoder.lstm.train(mode)
+        self.decoder.lstm.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    @property
+    def training(self):
+        return self.encoder.lstm.training
+
+    def encode(self, src):
+        """src (B, S) ids -> keys (B, S, Hd), h0, c0 (L, B, Hd), mask (B, S), summary (B, Hd)."""
+        src = check_ids("src", src, self.config["src_vocab_size"])
+        keys, h0, c0, mask = self.encoder.forward(src)
+        return keys, h0, c0, mask, h0[-1]
+
+    def loss(self, src, tgt):
+        """Mean cross-entropy over tgt's real tokens; the decoder reads BOS + tgt[:, :-1] (teacher forcing)."""
+        tgt = check_ids("tgt", tgt, self.config["tgt_vocab_size"])
+        src = check_ids("src", src, self.config["src_vocab_size"])
+        if src.shape[0] != tgt.shape[0]:
+            raise ValueError(f"src and tgt must have the same batch size, got {src.shape[0]} and {tgt.shape[0]}")
+        if not (tgt != PAD).any(axis=1).all():
+            raise ValueError("tgt has a row with no real token: every target must end with EOS")
+        keys, h0, c0, mask, summary = self.encode(src)
+        dec_in = np.concatenate([np.full((tgt.shape[0], 1), BOS), tgt[:, :-1]], axis=1)  # BOS, y_1 .. y_{T-1}
+        logits, _, _ = self.decoder.forward(dec_in.T, h0, c0, summary, keys, mask)       # (T, B, V)
+        loss, dlogits = masked_cross_entropy(logits, tgt.T, tgt.T != PAD)
+        self._cache = dlogits
+        return loss
+
+    def backward(self):
+        """Gradients of the last `loss(...)`, accumulated (+=) into every parameter's grad."""
+        if self._cache is None:
+            raise ValueError("backward() called before loss(): there is no loss to differentiate")
+        dh0, dc0, dsummary, dkeys = self.decoder.backward(self._cache)
+        if dsummary is not None:
+            dh0[-1] += dsummary                                             # summary is h0's top layer
+        self.encoder.backward(dkeys, dh0, dc0)
+        self._cache = None
+
+    def translate(self, src, max_len=50, beam_size=1, return_attention=False, length_penalty=1.0):
+        """Decode src (B, S) ids; -> list of B token-id lists with EOS stripped (and, with
+        return_attention, a list of (len_out, S) attention arrays, or None without attention)."""
+        from .decoding import attention_weights, beam_search, greedy
+        if isinstance(beam_size, bool) or not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
+            raise ValueError(f"beam_size must be an integer >= 1, got {beam_size!r}")
+        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
+            raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}")
+        was_training = self.training
+        self.eval()
+        self._cache = None  # decoding reuses the modules' caches: no backward after translate
+        try:
+            if beam_size == 1:
+                out, _ = greedy(self, src, max_len, length_penalty)
+            else:
+                out = beam_search(self, src, max_len, beam_size, length_penalty)
+            attn = attention_weights(self, src, out) if return_attention and self.attention else None
+        finally:
+            self.train(was_training)
+        return (out, attn) if return_attention else out
