@@ -1,0 +1,241 @@
+"""The `lstm-np` command: train, translate, tasks.
+
+    lstm-np train --task NAME [options]            a built-in toy task
+    lstm-np train --train A.tsv [--valid B.tsv] [--test C.tsv] [options]
+    lstm-np translate --checkpoint DIR "source text" ...     (or one source per line on standard input)
+    lstm-np tasks
+
+Every error is one line on stderr and a non-zero exit status: 2 for bad usage or input, 3 for a diverged
+run, 130/143 after SIGINT/SIGTERM (a checkpoint is written first).
+"""
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+
+from . import tasks as task_lib
+from .attention import ATTENTIONS
+from .cell import PEEPHOLES
+from .checkpoint import CheckpointError, read_json
+from .data import DataError
+
+RUN_FILES = ("checkpoint.json", "config.json", "src_vocab.json", "tgt_vocab.json")
+RUN_CONTROL = {"steps", "epochs", "max_seconds", "metrics_out", "beam_size", "eval_every", "log_every", "out"}
+DEFAULT_MAX_SECONDS = 180.0
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def nonneg_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
+def positive_float(text):
+    v = nonneg_float(text)
+    if v == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return v
+
+
+def dropout_rate(text):
+    v = nonneg_float(text)
+    if v >= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
+    return v
+
+
+def build_parser():
+    from .train import TrainConfig
+    d = TrainConfig()
+    p = Parser(prog="lstm-np", description="Train and run pure-NumPy LSTM sequence-to-sequence models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    t = sub.add_parser("train", help="train a model on a built-in task or TSV files",
+                       description="Train an encoder/decoder model. Each option's default is in brackets.",
+                       argument_default=argparse.SUPPRESS)
+    g = t.add_argument_group("data")
+    g.add_argument("--task", choices=sorted(task_lib.TASKS), help="a built-in toy task (see 'lstm-np tasks')")
+    g.add_argument("--train", metavar="FILE", help="training pairs, one 'source<TAB>target' per line")
+    g.add_argument("--valid", metavar="FILE", help=f"validation pairs [{d.valid_fraction:.0%} of --train held out]")
+    g.add_argument("--test", metavar="FILE", help="test pairs for the final report [the validation pairs]")
+    g.add_argument("--tokens", choices=("char", "word"), help=f"token unit [{d.tokens}]")
+    g.add_argument("--lower", action="store_true", help="lower-case text before tokenizing")
+    g = t.add_argument_group("model")
+    g.add_argument("--embed-size", type=positive_int, help=f"embedding size [{d.embed_size}]")
+    g.add_argument("--hidden-size", type=positive_int, help=f"LSTM units per layer and direction [{d.hidden_size}]")
+    g.add_argument("--layers", type=positive_int, help=f"LSTM layers in encoder and decoder [{d.layers}]")
+    g.add_argument("--peephole", choices=PEEPHOLES, help=f"peephole variant [{d.peephole}]")
+    g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
+    g.add_argument("--dropout", type=dropout_rate, help=f"dropout between stacked layers [{d.dropout}]")
+    g.add_argument("--attention", choices=("none",) + ATTENTIONS, help=f"attention over the source [{d.attention}]")
+    g.add_argument("--dtype", choices=("float32", "float64"), help=f"precision [{d.dtype}]")
+    g = t.add_argument_group("optimisation")
+    g.add_argument("--lr", type=positive_float, help=f"Adam peak learning rate [{d.lr:g}]")
+    g.add_argument("--batch-size", type=positive_int, help=f"pairs per step [{d.batch_size}]")
+    g.add_argument("--clip", type=positive_float, help=f"gradient-norm clipping threshold [{d.clip:g}]")
+    g.add_argument("--weight-decay", type=nonneg_float, help=f"L2 weight decay [{d.weight_decay:g}]")
+    g.add_argument("--warmup-steps", type=int, help=f"learning-rate warm-up steps [{d.warmup_steps}]")
+    g.add_argument("--decay-steps", type=positive_int,
+                   help="cosine decay horizon [fitted to --max-seconds; constant lr without it]")
+    g = t.add_argument_group("duration and output")
+    g.add_argument("--steps", type=positive_int, help="stop after N optimizer steps in all")
+    g.add_argument("--epochs", type=positive_int, help="stop after N passes over the training data")
+    g.add_argument("--max-seconds", type=positive_float,
+                   help=f"stop after S seconds of training [{DEFAULT_MAX_SECONDS:g} if neither --steps nor --epochs]")
+    g.add_argument("--seed", type=int, help=f"seed of weights, data order and dropout [{d.seed}]")
+    g.add_argument("--eval-every", type=positive_int, help=f"validate and checkpoint every N steps [{d.eval_every}]")
+    g.add_argument("--log-every", type=positive_int, help=f"one log line every N steps [{d.log_every}]")
+    g.add_argument("--beam-size", type=positive_int, help=f"beam width of the final test evaluation [{d.beam_size}]")
+    g.add_argument("--out", metavar="DIR", help="checkpoint directory [runs/<task or training file name>]")
+    g.add_argument("--resume", action="store_true", default=False, help="continue the run saved in --out")
+    g.add_argument("--overwrite", action="store_true", default=False, help="replace a run already saved in --out")
+    g.add_argument("--metrics-out", metavar="FILE", help="write the final metrics as JSON")
+
+    tr = sub.add_parser("translate", help="translate with a trained checkpoint")
+    tr.add_argument("--checkpoint", metavar="DIR", required=True, help="a directory written by 'lstm-np train'")
+    tr.add_argument("--beam-size", type=positive_int, default=1, help="beam width [1: greedy]")
+    tr.add_argument("--max-len", type=positive_int, default=None, help="longest output [from the training data]")
+    tr.add_argument("--plot-attention", metavar="PNG", help="save a heatmap of the attention weights (matplotlib)")
+    tr.add_argument("text", nargs="*", help="source texts [one per line on standard input]")
+
+    sub.add_parser("tasks", help="list the built-in tasks with an example each")
+    return p
+
+
+def train_config(args):
+    """TrainConfig from the given flags; with --resume, the saved config with only run-control flags changed."""
+    from .train import TrainConfig
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "overwrite")}
+    if args.resume:
+        if "out" not in given:
+            raise UsageError("--resume needs --out DIR, the directory of the run to continue")
+        saved = read_json(os.path.join(given["out"], "config.json")).get("train")
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{given['out']}/config.json: no training configuration")
+        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+        for k, v in given.items():
+            if k not in RUN_CONTROL and v != getattr(cfg, k):
+                raise UsageError(f"--{k.replace('_', '-')} cannot change when resuming (the run has "
+                                 f"{getattr(cfg, k)!r}); start a new run in another --out instead")
+        # a run resumed with new limits: each limit given now replaces the saved one
+        for k in ("steps", "epochs", "max_seconds"):
+            setattr(cfg, k, given.get(k))
+        for k in RUN_CONTROL - {"steps", "epochs", "max_seconds"}:
+            if k in given:
+                setattr(cfg, k, given[k])
+    else:
+        if ("task" in given) == ("train" in given):
+            raise UsageError("give exactly one of --task NAME or --train FILE")
+        if "train" not in given and ("valid" in given or "test" in given):
+            raise UsageError("--valid and --test go with --train FILE (built-in tasks have their own splits)")
+        cfg = TrainConfig(**given)
+        if cfg.out is None:
+            name = cfg.task or os.path.splitext(os.path.basename(cfg.train))[0]
+            cfg.out = os.path.join("runs", name)
+        if cfg.task is not None and cfg.tokens != "char":
+            raise UsageError(f"built-in tasks are character-level; --tokens {cfg.tokens} does not apply")
+    if cfg.steps is None and cfg.epochs is None and cfg.max_seconds is None:
+        cfg.max_seconds = DEFAULT_MAX_SECONDS
+    return cfg
+
+
+def cmd_train(args):
+    from .train import Trainer
+    cfg = train_config(args)
+    exists = os.path.exists(os.path.join(cfg.out, "checkpoint.json"))
+    if args.resume and not exists:
+        raise UsageError(f"nothing to resume: {cfg.out} holds no checkpoint")
+    if not args.resume and exists:
+        if not args.overwrite:
+            raise UsageError(f"{cfg.out} already holds a run: add --resume to continue it, --overwrite to "
+                             f"replace it, or choose another --out")
+        remove_run(cfg.out)
+    trainer = Trainer(cfg, resume=args.resume, log=lambda line: print(line, flush=True))
+    result = trainer.run()
+    if result is None:
+        name = signal.Signals(trainer.stop_signal).name
+        print(f"{name}: stopped at step {trainer.state['step']}; checkpoint saved in {cfg.out} "
+              f"(continue with: lstm-np train --out {cfg.out} --resume)", file=sys.stderr)
+        return 128 + trainer.stop_signal
+    return 0
+
+
+def remove_run(folder):
+    """Delete the files of a saved run (only those lstm_np writes), for --overwrite."""
+    for name in os.listdir(folder):
+        if name in RUN_FILES or (name.endswith(".npz") and name.split("-")[0] in ("weights", "optimizer", "best")):
+            os.remove(os.path.join(folder, name))
+
+
+def cmd_translate(args):
+    from .evaluate import encode_source
+    from .train import load_model
+    model, src_vocab, tgt_vocab, saved = load_model(args.checkpoint, which="best")
+    texts = args.text if args.text else [line.rstrip("\r\n") for line in sys.stdin]
+    if not texts:
+        return 0
+    max_len = args.max_len or saved.get("max_len") or 2 * max(len(src_vocab.encode(t)) for t in texts) + 20
+    from .data import pad_batch
+    src = pad_batch([encode_source(src_vocab, t) for t in texts])
+    if args.plot_attention and model.attention is None:
+        raise UsageError("--plot-attention needs a model trained with --attention (this one has none)")
+    out = model.translate(src, max_len=max_len, beam_size=args.beam_size, return_attention=bool(args.plot_attention))
+    outputs, attn = out if args.plot_attention else (out, None)
+    for ids in outputs:
+        print(tgt_vocab.decode(ids))
+    if attn is not None:
+        from .plot import plot_attention
+        plot_attention(args.plot_attention, texts, outputs, attn, src_vocab, tgt_vocab)
+        print(f"attention heatmap saved to {args.plot_attention}", file=sys.stderr)
+    return 0
+
+
+def cmd_tasks(args):
+    for name, task in task_lib.TASKS.items():
+        src, tgt = task_lib.example(name)
+        print(f"{name:13} {task.description}\n{'':13} e.g. {src!r} -> {tgt!r}")
+    return 0
+
+
+def main(argv=None):
+    from .train import TrainingError
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return {"train": cmd_train, "translate": cmd_translate, "tasks": cmd_tasks}[args.command](args)
+    except TrainingError as e:
+        print(f"lstm-np: {e}", file=sys.stderr)
+        return 3
+    except (UsageError, DataError, CheckpointError, ValueError, TypeError, OSError) as e:
+        print(f"lstm-np: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lstm-np: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,333 @@
+"""Training a Seq2Seq model: data, the loop, validation, checkpoints, exact resume.
+
+The loop, one optimizer step at a time:
+    1. take the next batch of the epoch's order (similar lengths grouped; the order is drawn from the data
+       RNG at the start of each epoch, so a resumed run replays it exactly)
+    2. loss = model.loss(src, tgt); model.backward(); clip the global gradient norm
+    3. stop on a non-finite loss or gradient (keeping the last good checkpoint), else lr = schedule(step)
+       and opt.step()
+    4. every `log_every` steps one log line; every `eval_every` steps validation (greedy exact match and
+       token accuracy), the best weights kept, and a checkpoint written
+    5. stop at --steps / --epochs / --max-seconds or on SIGINT/SIGTERM (checkpoint written first)
+
+Learning rate: linear warm-up over `warmup_steps`, then cosine decay to 10% of `lr` over the schedule's
+horizon: --decay-steps if given, else fitted to the --max-seconds budget (re-estimated at each validation
+from the measured speed), else none (constant after warm-up). --steps only says when to stop, never the
+shape of the schedule: that is what makes "--steps 20, then --resume --steps 40" equal to "--steps 40".
+"""
+import dataclasses
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import tasks as task_lib
+from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_parameters, read_json, write_json
+from .data import EOS, Vocab, batches, pad_batch, read_tsv
+from .evaluate import encode_source, evaluate
+from .optim import Adam, WarmupDecay, clip_grad_norm
+from .seq2seq import Seq2Seq
+
+
+@dataclass
+class TrainConfig:
+    # data
+    task: str = None              # a built-in task name, or None to read --train
+    train: str = None             # TSV of source<TAB>target lines
+    valid: str = None             # held-out TSV; without it, `valid_fraction` of --train is held out
+    test: str = None              # test TSV; built-in tasks have their own test split
+    tokens: str = "char"          # "char" or "word" tokens (built-in tasks are char-level)
+    lower: bool = False           # lower-case text before tokenizing
+    valid_fraction: float = 0.05  # share of --train sources held out for validation when --valid is absent
+    # model
+    embed_size: int = 64          # token embedding size
+    hidden_size: int = 256        # LSTM units per layer and direction
+    layers: int = 1               # LSTM layers in encoder and decoder
+    peephole: str = "full"        # "full", "diagonal" or "none" (DESIGN.md §1)
+    bidirectional: bool = False   # bidirectional encoder
+    dropout: float = 0.0          # dropout between stacked LSTM layers
+    attention: str = "none"       # "none", "luong", "luong-general" or "bahdanau"
+    dtype: str = "float32"        # parameter and activation precision
+    # optimisation
+    lr: float = 3e-3              # Adam peak learning rate
+    batch_size: int = 64          # sentence pairs per step
+    clip: float = 5.0             # global gradient-norm clipping threshold
+    weight_decay: float = 0.0     # L2 penalty folded into the gradient (torch's Adam)
+    warmup_steps: int = 100       # linear warm-up from lr/warmup_steps to lr
+    decay_steps: int = None       # horizon of the cosine decay; None: fitted to --max-seconds, else constant
+    # how long
+    steps: int = None             # stop after this many optimizer steps in all (counting resumed ones)
+    epochs: int = None            # stop after this many passes over the training data
+    max_seconds: float = None     # stop after this much training time (this run)
+    # bookkeeping
+    seed: int = 0                 # seeds the weights, the data order, dropout and held-out splits
+    eval_every: int = 250         # validate and checkpoint every N steps
+    log_every: int = 50           # one log line every N steps
+    beam_size: int = 1            # beam width for the final test evaluation
+    out: str = None               # checkpoint directory
+    metrics_out: str = None       # JSON file for the final metrics
+
+    def model_kwargs(self):
+        return dict(embed_size=self.embed_size, hidden_size=self.hidden_size, num_layers=self.layers,
+                    peephole=self.peephole, bidirectional=self.bidirectional, dropout=self.dropout,
+                    attention=None if self.attention == "none" else self.attention,
+                    dtype=np.dtype(self.dtype), seed=self.seed)
+
+
+class TrainingError(Exception):
+    """A training run that cannot go on (divergence); the message says what happened and what to try."""
+
+
+def load_data(cfg):
+    """{"train", "valid", "test"} lists of (src, tgt) text pairs, and a description of where they came from."""
+    if cfg.task is not None:
+        return task_lib.make_splits(cfg.task, seed=0), f"task {cfg.task}"
+    train = read_tsv(cfg.train)
+    if cfg.valid is not None:
+        valid = read_tsv(cfg.valid)
+    else:  # hold out whole sources, so no source is in both
+        sources = sorted({s for s, _ in train})
+        rng = np.random.default_rng(cfg.seed)
+        n = max(1, min(int(len(sources) * cfg.valid_fraction), 2000))
+        held = set(rng.permutation(len(sources))[:n].tolist()) if len(sources) > 1 else set()
+        held_src = {sources[i] for i in held}
+        valid = [p for p in train if p[0] in held_src] or train[:1]
+        train = [p for p in train if p[0] not in held_src] or train
+    test = read_tsv(cfg.test) if cfg.test is not None else None
+    return {"train": train, "valid": valid, "test": test}, cfg.train
+
+
+def rng_state(rng):
+    return rng.bit_generator.state
+
+
+class Trainer:
+    """One training run (new, or resumed from cfg.out) of a TrainConfig; `run()` returns the final metrics."""
+
+    def __init__(self, cfg, resume=False, log=print):
+        self.cfg, self.log = cfg, log
+        self.ckpt = CheckpointDir(cfg.out) if cfg.out else None
+        self.splits, self.source = load_data(cfg)
+        if resume:
+            self._resume()
+        else:
+            self.src_vocab = Vocab.build([s for s, _ in self.splits["train"]], cfg.tokens, cfg.lower)
+            self.tgt_vocab = Vocab.build([t for _, t in self.splits["train"]], cfg.tokens, cfg.lower)
+            self.model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), **cfg.model_kwargs())
+            self.opt = Adam(self.model.named_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.data_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
+            self.best_weights = None
+            self.state = {"step": 0, "epoch": 0, "pos": 0, "epoch_rng": None, "best_valid": None,
+                          "best_step": None, "final_loss": None, "train_seconds": 0.0,
+                          "horizon": cfg.decay_steps,
+                          "max_len": 2 * max(len(self.tgt_vocab.encode(t)) for _, t in self.splits["train"]) + 10}
+        self.train_src = [encode_source(self.src_vocab, s) for s, _ in self.splits["train"]]
+        self.train_tgt = [self.tgt_vocab.encode(t) + [EOS] for _, t in self.splits["train"]]
+        self.batches_per_epoch = math.ceil(len(self.train_src) / cfg.batch_size)
+        self.order = None
+        self.stop_signal = None
+
+    # ------------------------------------------------------------------------------------------------
+    # checkpoints
+    def _weights(self):
+        return {name: value.copy() for name, value, _ in self.model.named_parameters()}
+
+    def save(self, with_best=False):
+        """Write a checkpoint of the current step (and the best weights, when they just changed)."""
+        if self.ckpt is None:
+            return
+        state = dict(self.state, data_rng=rng_state(self.data_rng),
+                     dropout_rng=[rng_state(self.model.encoder.lstm.rng), rng_state(self.model.decoder.lstm.rng)])
+        self.ckpt.save(self.state["step"], self._weights(), self.opt.state_dict(), state,
+                       self.best_weights if with_best else None)
+
+    def write_run_files(self):
+        """config.json and the vocabularies, once per new run."""
+        os.makedirs(self.cfg.out, exist_ok=True)
+        write_json(self.ckpt.file("config.json"), {"train": dataclasses.asdict(self.cfg),
+                                                   "model": self.model.config})
+        self.src_vocab.save(self.ckpt.file("src_vocab.json"))
+        self.tgt_vocab.save(self.ckpt.file("tgt_vocab.json"))
+
+    def _resume(self):
+        self.model, self.src_vocab, self.tgt_vocab, saved = load_model(self.cfg.out, which="weights")
+        self.opt = Adam(self.model.named_parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        try:
+            self.opt.load_state_dict(self.ckpt.load("optimizer"))
+        except ValueError as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"{self.ckpt.file(MANIFEST)}: optimizer state does not match ({e})") from None
+        state = self.ckpt.manifest()["state"]
+        try:
+            self.data_rng = np.random.default_rng()
+            self.data_rng.bit_generator.state = state.pop("data_rng")
+            for lstm, rs in zip((self.model.encoder.lstm, self.model.decoder.lstm), state.pop("dropout_rng")):
+                lstm.rng.bit_generator.state = rs
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.ckpt.file(MANIFEST)}: damaged training state ({e})") from None
+        self.best_weights = self.ckpt.load("best") if self.ckpt.manifest().get("best") else None
+        self.state = state
+        self.log(f"resumed {self.cfg.out} at step {state['step']}")
+
+    # ------------------------------------------------------------------------------------------------
+    def next_batch(self):
+        """(src, tgt) padded id arrays of the next batch. Each epoch's order is drawn from the data RNG, whose
+        state at the epoch's start is kept, so a resumed run redraws the same order and continues at `pos`."""
+        s = self.state
+        lengths = [len(x) for x in self.train_src]
+        if self.order is None:
+            if s["epoch_rng"] is None:
+                s["epoch_rng"] = rng_state(self.data_rng)
+            else:
+                self.data_rng.bit_generator.state = s["epoch_rng"]
+            self.order = batches(lengths, self.cfg.batch_size, self.data_rng)
+        if s["pos"] >= len(self.order):
+            s["epoch"], s["pos"] = s["epoch"] + 1, 0
+            s["epoch_rng"] = rng_state(self.data_rng)
+            self.order = batches(lengths, self.cfg.batch_size, self.data_rng)
+        idx = self.order[s["pos"]]
+        s["pos"] += 1
+        return pad_batch([self.train_src[i] for i in idx]), pad_batch([self.train_tgt[i] for i in idx])
+
+    def schedule(self, step):
+        """lr for `step`: warm-up, then cosine decay over the horizon (module docstring)."""
+        horizon, warm = self.state["horizon"], self.cfg.warmup_steps
+        if horizon is None:
+            return self.cfg.lr * min(1.0, (step + 1) / max(1, warm))
+        warm = min(warm, horizon)
+        return WarmupDecay(self.cfg.lr, warm, horizon)(step)
+
+    def validate(self):
+        metrics, _ = evaluate(self.model, self.src_vocab, self.tgt_vocab, self.splits["valid"][:2000],
+                              self.state["max_len"])
+        return metrics
+
+    def should_stop(self, run_start):
+        cfg, s = self.cfg, self.state
+        epochs_done = s["epoch"] + (s["pos"] >= self.batches_per_epoch)
+        return (self.stop_signal is not None
+                or (cfg.steps is not None and s["step"] >= cfg.steps)
+                or (cfg.epochs is not None and epochs_done >= cfg.epochs)
+                or (cfg.max_seconds is not None and time.perf_counter() - run_start >= cfg.max_seconds))
+
+    def run(self):
+        """Train until a stop condition; then the final evaluation (None if stopped by a signal)."""
+        cfg, s = self.cfg, self.state
+        params = self.model.named_parameters()
+        if self.ckpt is not None and s["step"] == 0:
+            self.write_run_files()
+        n_params = sum(v.size for _, v, _ in params)
+        self.log(f"data: {self.source}: {len(self.splits['train'])} train / {len(self.splits['valid'])} valid"
+                 + (f" / {len(self.splits['test'])} test" if self.splits["test"] else "")
+                 + f" pairs | vocab {len(self.src_vocab)} -> {len(self.tgt_vocab)} | {n_params:,} parameters")
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        run_start, run_start_step = time.perf_counter(), s["step"]
+        base_seconds = s["train_seconds"]
+        window_start, window_steps = time.perf_counter(), 0
+        try:
+            while not self.should_stop(run_start):
+                src, tgt = self.next_batch()
+                self.model.zero_grad()
+                loss = self.model.loss(src, tgt)
+                self.model.backward()
+                norm = clip_grad_norm(params, cfg.clip)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    raise TrainingError(
+                        f"training diverged at step {s['step'] + 1} (loss {loss}, gradient norm {norm}); the last "
+                        f"good checkpoint is kept" + (f" in {cfg.out}" if cfg.out else "")
+                        + f". Try a lower --lr (now {cfg.lr:g}) or a smaller --clip (now {cfg.clip:g}).")
+                self.opt.lr = self.schedule(s["step"])
+                self.opt.step()
+                s["step"] += 1
+                s["final_loss"] = loss
+                window_steps += 1
+                if s["step"] % cfg.log_every == 0:
+                    ms = 1000 * (time.perf_counter() - window_start) / window_steps
+                    total = cfg.steps if cfg.steps is not None else "?"
+                    self.log(f"step {s['step']}/{total} | loss {loss:.4f} | grad-norm {norm:.2f} | "
+                             f"lr {self.opt.lr:.1e} | {ms:.0f} ms/step")
+                    window_start, window_steps = time.perf_counter(), 0
+                if s["step"] % cfg.eval_every == 0:
+                    self._validate_and_save(run_start, run_start_step)
+                    window_start, window_steps = time.perf_counter(), 0
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            s["train_seconds"] = base_seconds + time.perf_counter() - run_start
+        self.save()
+        if self.stop_signal is not None:
+            return None
+        return self.finish()
+
+    def _on_signal(self, signum, frame):
+        self.stop_signal = signum  # finish the current step, checkpoint, and stop
+
+    def _validate_and_save(self, run_start, run_start_step):
+        cfg, s = self.cfg, self.state
+        m = self.validate()
+        score = [m["exact_match"], m["token_accuracy"]]                 # ties on exact match: token accuracy
+        improved = s["best_valid"] is None or score > s["best_valid"]
+        if improved:
+            s["best_valid"], s["best_step"] = score, s["step"]
+            self.best_weights = self._weights()
+        self.log(f"valid @ step {s['step']} | exact match {m['exact_match']:.4f} | token accuracy "
+                 f"{m['token_accuracy']:.4f}" + (" | best" if improved else ""))
+        if cfg.max_seconds is not None and cfg.decay_steps is None:
+            elapsed = time.perf_counter() - run_start          # fit the decay to what the budget allows
+            rate = (s["step"] - run_start_step) / max(elapsed, 1e-9)
+            s["horizon"] = int(s["step"] + max(0.0, cfg.max_seconds - elapsed) * rate)
+        self.save(with_best=improved)
+
+    def finish(self):
+        """Final evaluation with the better of the last and the best validated weights, on the test set."""
+        cfg, s = self.cfg, self.state
+        last = self.validate()
+        if self.best_weights is not None and s["best_valid"] > [last["exact_match"], last["token_accuracy"]]:
+            assign_parameters(self.model.named_parameters(), self.best_weights, "best weights")
+            self.log(f"using the best validated weights (step {s['best_step']}, exact match {s['best_valid'][0]:.4f})")
+            last = {"exact_match": s["best_valid"][0]}
+        test_pairs = self.splits["test"] or self.splits["valid"]
+        metrics, examples = evaluate(self.model, self.src_vocab, self.tgt_vocab, test_pairs, s["max_len"],
+                                     cfg.beam_size, with_bleu=True)
+        result = {"test_exact_match": metrics["exact_match"], "test_token_accuracy": metrics["token_accuracy"],
+                  "test_bleu": metrics["bleu"], "test_chrf": metrics["chrf"], "test_examples": metrics["examples"],
+                  "test_set": "test" if self.splits["test"] else "valid",
+                  "valid_exact_match": last["exact_match"],
+                  "final_loss": s["final_loss"], "train_seconds": round(s["train_seconds"], 3),
+                  "steps": s["step"], "epochs": s["epoch"], "beam_size": cfg.beam_size,
+                  "config": dataclasses.asdict(cfg)}
+        self.log(f"test: exact match {result['test_exact_match']:.4f} | token accuracy "
+                 f"{result['test_token_accuracy']:.4f} | BLEU {result['test_bleu']:.2f} | chrF "
+                 f"{result['test_chrf']:.2f} | {result['test_examples']} sources | {s['step']} steps in "
+                 f"{s['train_seconds']:.0f} s")
+        for src, refs, out in examples[:5]:
+            ok = out in refs
+            self.log(f"  [{'ok' if ok else '--'}] {src!r} -> {out!r}" + ("" if ok else f"   (expected {refs[0]!r})"))
+        if cfg.metrics_out:
+            os.makedirs(os.path.dirname(os.path.abspath(cfg.metrics_out)), exist_ok=True)
+            write_json(cfg.metrics_out, result)
+        return result
+
+
+def load_model(path, which="best"):
+    """(model, src_vocab, tgt_vocab, saved config) from a checkpoint directory; CheckpointError if unusable."""
+    ckpt = CheckpointDir(path)
+    if not os.path.isdir(path):
+        raise CheckpointError(f"{path}: no such checkpoint directory")
+    saved = read_json(ckpt.file("config.json"))
+    try:
+        model = Seq2Seq(**{k: v for k, v in saved["model"].items()})
+        src_vocab = Vocab.from_dict(read_json(ckpt.file("src_vocab.json")))
+        tgt_vocab = Vocab.from_dict(read_json(ckpt.file("tgt_vocab.json")))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.file('config.json')}: not a usable lstm_np configuration ({e})") from None
+    if (len(src_vocab), len(tgt_vocab)) != (model.config["src_vocab_size"], model.config["tgt_vocab_size"]):
+        raise CheckpointError(f"{path}: vocabulary sizes do not match config.json")
+    assign_parameters(model.named_parameters(), ckpt.load(which), ckpt.file(which))
+    return model, src_vocab, tgt_vocab, saved
+
+
