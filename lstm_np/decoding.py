@@ -97,9 +97,10 @@ def beam_search(model, src, max_len, beam_size, length_penalty=1.0):
         ids = tok.ravel()
         if all(len(finished[b]) >= k or not np.isfinite(scores[b]).any() for b in range(B)):
             break
-    for b in range(B):                                                 # prefixes cut at max_len
-        for j in np.nonzero(np.isfinite(scores[b]))[0]:
-            finished[b].append((norm(scores[b, j], hist.shape[2]), hist[b, j].tolist()))
+    if hist.shape[2] == max_len:  # prefixes cut at max_len; after an early stop they are unfinished, not cut
+        for b in range(B):
+            for j in np.nonzero(np.isfinite(scores[b]))[0]:
+                finished[b].append((norm(scores[b, j], max_len), hist[b, j].tolist()))
 
     g_tokens, g_scores = greedy(model, src, max_len, length_penalty)
     best = []

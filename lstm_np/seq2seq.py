@@ -17,7 +17,7 @@ role (Luong's attentional hidden state h~_t = tanh(W_c [ctx_t ; h_t]) feeds the 
 import numpy as np
 
 from .attention import Attention, check_attention
-from .data import BOS, EOS, PAD
+from .data import BOS, EOS, PAD, UNK
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
 from .lstm import LSTM
@@ -177,8 +177,8 @@ class Seq2Seq:
                  peephole="full", bidirectional=False, dropout=0.0, attention=None, dtype=np.float32, seed=0,
                  peeky=None, reverse_source=None):
         for name, v in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size)]:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= EOS:
-                raise ValueError(f"{name} must be an integer > {EOS} (the special tokens take ids 0..3), got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= UNK:
+                raise ValueError(f"{name} must be an integer > {UNK} (the special tokens take ids 0..{UNK}), got {v!r}")
         self.attention = check_attention(attention)
         self.peeky = (attention is None) if peeky is None else bool(peeky)
         self.reverse_source = (not bidirectional and attention is None) if reverse_source is None \
@@ -249,12 +249,16 @@ class Seq2Seq:
 
     def translate(self, src, max_len=50, beam_size=1, return_attention=False, length_penalty=1.0):
         """Decode src (B, S) ids; -> list of B token-id lists with EOS stripped (and, with
-        return_attention, a list of (len_out, S) attention arrays, or None without attention)."""
+        return_attention, a list of (len(out) + 1, S) attention arrays over the source's positions, the
+        last row for the step that emits EOS; None without attention)."""
         from .decoding import attention_weights, beam_search, greedy
         if isinstance(beam_size, bool) or not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
             raise ValueError(f"beam_size must be an integer >= 1, got {beam_size!r}")
         if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
             raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}")
+        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(length_penalty) or length_penalty < 0:
+            raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
         was_training = self.training
         self.eval()
         self._cache = None  # decoding reuses the modules' caches: no backward after translate
