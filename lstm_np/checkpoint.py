@@ -10,18 +10,23 @@ A checkpoint is a directory:
     checkpoint.json       the manifest: which files are current, the step, RNG states, training state
 
 Atomic by construction: new array files get new names, then the manifest is replaced in one os.replace,
-and only then are the files it no longer names deleted. A kill at any moment leaves a manifest that names
-complete files: the previous checkpoint or the new one, never a mix.
+and only then are the files it no longer names deleted (with any left behind by an earlier run that was
+killed mid-write). A kill at any moment leaves a manifest that names complete files: the previous
+checkpoint or the new one, never a mix.
 """
 import json
 import os
+import re
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
 MANIFEST = "checkpoint.json"
 FORMAT = "lstm_np-checkpoint-1"
+TEMP_PREFIX = ".tmp-"
+STEP_FILE = re.compile(r"(weights|optimizer|best)-\d+\.npz")   # the array files save() writes
 
 
 class CheckpointError(ValueError):
@@ -31,7 +36,7 @@ class CheckpointError(ValueError):
 def atomic_write(path, write):
     """Call write(file object) on a temporary file beside `path`, fsync it, then os.replace it onto `path`."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -69,8 +74,18 @@ def save_arrays(path, arrays):
 def load_arrays(path):
     """.npz -> {name: array}, with allow_pickle=False; any damage is a CheckpointError naming the file."""
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":  # np.load would take anything else for a pickle and refuse it as one
+            raise CheckpointError(f"{path}: not an .npz archive (corrupted, truncated or not written by lstm_np)")
         with np.load(path, allow_pickle=False) as z:
-            return {name: z[name] for name in z.files}
+            arrays = {name: z[name] for name in z.files}
+        for name, a in arrays.items():
+            if not isinstance(a, np.ndarray):   # a member that is not .npy comes back as raw bytes
+                raise CheckpointError(f"{path}: member {name!r} is not a NumPy array")
+        return arrays
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except ValueError as e:
@@ -78,12 +93,13 @@ def load_arrays(path):
             raise CheckpointError(f"{path}: contains pickled Python objects, refused (checkpoints hold numbers "
                                   f"only)") from None
         raise CheckpointError(f"{path}: corrupted or truncated ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error, NotImplementedError) as e:
         raise CheckpointError(f"{path}: corrupted or truncated ({type(e).__name__}: {e})") from None
 
 
-def assign_parameters(named_parameters, arrays, path):
-    """Copy arrays into the model's parameters, checking names, shapes and finiteness first (no half-loads)."""
+def check_parameters(named_parameters, arrays, path):
+    """CheckpointError naming `path` unless `arrays` has exactly the model's parameter names, their shapes,
+    a float dtype and only finite values."""
     params = {name: value for name, value, _ in named_parameters}
     missing, extra = sorted(set(params) - set(arrays)), sorted(set(arrays) - set(params))
     if missing or extra:
@@ -96,7 +112,12 @@ def assign_parameters(named_parameters, arrays, path):
                                   f"expects {value.shape} float: a checkpoint from an incompatible configuration")
         if not np.isfinite(a).all():
             raise CheckpointError(f"{path}: parameter {name!r} contains NaN or Inf")
-    for name, value in params.items():
+
+
+def assign_parameters(named_parameters, arrays, path):
+    """Copy arrays into the model's parameters, all checked first (no half-loads)."""
+    check_parameters(named_parameters, arrays, path)
+    for name, value, _ in named_parameters:
         value[...] = arrays[name]
 
 
@@ -118,6 +139,15 @@ class CheckpointDir:
             raise CheckpointError(f"{self.file(MANIFEST)}: not an lstm_np checkpoint manifest")
         return m
 
+    def current(self, which="weights"):
+        """Path of the array file the manifest names for `which` ("weights", "optimizer" or "best"; "best"
+        falls back to "weights" when no validation has run yet)."""
+        m = self.manifest()
+        name = m.get(which) or (m.get("weights") if which == "best" else None)
+        if not isinstance(name, str) or os.path.basename(name) != name:
+            raise CheckpointError(f"{self.file(MANIFEST)}: entry {which!r} is missing or not a file name")
+        return self.file(name)
+
     def save(self, step, weights, optimizer, state, best_weights=None):
         """Write the arrays under step-tagged names, then swap the manifest, then delete stale files."""
         os.makedirs(self.path, exist_ok=True)
@@ -133,17 +163,14 @@ class CheckpointDir:
             save_arrays(self.file(m["best"]), best_weights)
         write_json(self.file(MANIFEST), m)
         keep = {m["weights"], m["optimizer"], m["best"]}
-        for key in ("weights", "optimizer", "best"):
-            stale = old.get(key)
-            if stale and stale not in keep and os.path.exists(self.file(stale)):
-                os.remove(self.file(stale))
+        for name in os.listdir(self.path):   # the files replaced now, and leftovers of a killed run
+            if name not in keep and (STEP_FILE.fullmatch(name) or name.startswith(TEMP_PREFIX)):
+                try:
+                    os.remove(self.file(name))
+                except FileNotFoundError:
+                    pass
         return m
 
     def load(self, which="weights"):
-        """The arrays of the current `which` file ("weights", "optimizer" or "best"; "best" falls back to
-        "weights" when no validation has run yet)."""
-        m = self.manifest()
-        name = m.get(which) or (m.get("weights") if which == "best" else None)
-        if not isinstance(name, str) or os.path.basename(name) != name:
-            raise CheckpointError(f"{self.file(MANIFEST)}: entry {which!r} is missing or not a file name")
-        return load_arrays(self.file(name))
+        """The arrays of the current `which` file (see `current`)."""
+        return load_arrays(self.current(which))

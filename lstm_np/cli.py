@@ -17,7 +17,7 @@ import sys
 from . import tasks as task_lib
 from .attention import ATTENTIONS
 from .cell import PEEPHOLES
-from .checkpoint import CheckpointError, read_json
+from .checkpoint import MANIFEST, STEP_FILE, TEMP_PREFIX, CheckpointDir, CheckpointError, read_json
 from .data import DataError
 
 RUN_FILES = ("checkpoint.json", "config.json", "src_vocab.json", "tgt_vocab.json")
@@ -44,6 +44,16 @@ def positive_int(text):
     return v
 
 
+def nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
 def nonneg_float(text):
     try:
         v = float(text)
@@ -55,9 +65,12 @@ def nonneg_float(text):
 
 
 def positive_float(text):
-    v = nonneg_float(text)
-    if v == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return v
 
 
@@ -98,7 +111,7 @@ def build_parser():
     g.add_argument("--batch-size", type=positive_int, help=f"pairs per step [{d.batch_size}]")
     g.add_argument("--clip", type=positive_float, help=f"gradient-norm clipping threshold [{d.clip:g}]")
     g.add_argument("--weight-decay", type=nonneg_float, help=f"L2 weight decay [{d.weight_decay:g}]")
-    g.add_argument("--warmup-steps", type=int, help=f"learning-rate warm-up steps [{d.warmup_steps}]")
+    g.add_argument("--warmup-steps", type=nonneg_int, help=f"learning-rate warm-up steps [{d.warmup_steps}]")
     g.add_argument("--decay-steps", type=positive_int,
                    help="cosine decay horizon [fitted to --max-seconds; constant lr without it]")
     g = t.add_argument_group("duration and output")
@@ -106,7 +119,7 @@ def build_parser():
     g.add_argument("--epochs", type=positive_int, help="stop after N passes over the training data")
     g.add_argument("--max-seconds", type=positive_float,
                    help=f"stop after S seconds of training [{DEFAULT_MAX_SECONDS:g} if neither --steps nor --epochs]")
-    g.add_argument("--seed", type=int, help=f"seed of weights, data order and dropout [{d.seed}]")
+    g.add_argument("--seed", type=nonneg_int, help=f"seed of weights, data order and dropout [{d.seed}]")
     g.add_argument("--eval-every", type=positive_int, help=f"validate and checkpoint every N steps [{d.eval_every}]")
     g.add_argument("--log-every", type=positive_int, help=f"one log line every N steps [{d.log_every}]")
     g.add_argument("--beam-size", type=positive_int, help=f"beam width of the final test evaluation [{d.beam_size}]")
@@ -118,7 +131,8 @@ def build_parser():
     tr = sub.add_parser("translate", help="translate with a trained checkpoint")
     tr.add_argument("--checkpoint", metavar="DIR", required=True, help="a directory written by 'lstm-np train'")
     tr.add_argument("--beam-size", type=positive_int, default=1, help="beam width [1: greedy]")
-    tr.add_argument("--max-len", type=positive_int, default=None, help="longest output [from the training data]")
+    tr.add_argument("--max-len", type=positive_int, default=None,
+                    help="longest output [the training data's limit, or 2 x the source length + 10 if longer]")
     tr.add_argument("--plot-attention", metavar="PNG", help="save a heatmap of the attention weights (matplotlib)")
     tr.add_argument("text", nargs="*", help="source texts [one per line on standard input]")
 
@@ -133,7 +147,10 @@ def train_config(args):
     if args.resume:
         if "out" not in given:
             raise UsageError("--resume needs --out DIR, the directory of the run to continue")
-        saved = read_json(os.path.join(given["out"], "config.json")).get("train")
+        if not os.path.exists(os.path.join(given["out"], MANIFEST)):
+            raise UsageError(f"nothing to resume: {given['out']} holds no checkpoint")
+        saved = read_json(os.path.join(given["out"], "config.json"))
+        saved = saved.get("train") if isinstance(saved, dict) else None
         if not isinstance(saved, dict):
             raise CheckpointError(f"{given['out']}/config.json: no training configuration")
         cfg = TrainConfig(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
@@ -166,9 +183,9 @@ def train_config(args):
 def cmd_train(args):
     from .train import Trainer
     cfg = train_config(args)
-    exists = os.path.exists(os.path.join(cfg.out, "checkpoint.json"))
-    if args.resume and not exists:
-        raise UsageError(f"nothing to resume: {cfg.out} holds no checkpoint")
+    if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise UsageError(f"--out {cfg.out} is a file; the checkpoint needs a directory")
+    exists = os.path.exists(os.path.join(cfg.out, MANIFEST))
     if not args.resume and exists:
         if not args.overwrite:
             raise UsageError(f"{cfg.out} already holds a run: add --resume to continue it, --overwrite to "
@@ -187,22 +204,25 @@ def cmd_train(args):
 def remove_run(folder):
     """Delete the files of a saved run (only those lstm_np writes), for --overwrite."""
     for name in os.listdir(folder):
-        if name in RUN_FILES or (name.endswith(".npz") and name.split("-")[0] in ("weights", "optimizer", "best")):
+        if name in RUN_FILES or STEP_FILE.fullmatch(name) or name.startswith(TEMP_PREFIX):
             os.remove(os.path.join(folder, name))
 
 
 def cmd_translate(args):
     from .evaluate import encode_source
     from .train import load_model
-    model, src_vocab, tgt_vocab, saved = load_model(args.checkpoint, which="best")
+    model, src_vocab, tgt_vocab, _ = load_model(args.checkpoint, which="best")
+    if args.plot_attention and model.attention is None:
+        raise UsageError("--plot-attention needs a model trained with --attention (this one has none)")
     texts = args.text if args.text else [line.rstrip("\r\n") for line in sys.stdin]
     if not texts:
         return 0
-    max_len = args.max_len or saved.get("max_len") or 2 * max(len(src_vocab.encode(t)) for t in texts) + 20
+    state = CheckpointDir(args.checkpoint).manifest().get("state")
+    trained_max_len = state.get("max_len") if isinstance(state, dict) else None
+    max_len = args.max_len or max(trained_max_len if isinstance(trained_max_len, int) else 0,
+                                  2 * max(len(src_vocab.encode(t)) for t in texts) + 10)
     from .data import pad_batch
     src = pad_batch([encode_source(src_vocab, t) for t in texts])
-    if args.plot_attention and model.attention is None:
-        raise UsageError("--plot-attention needs a model trained with --attention (this one has none)")
     out = model.translate(src, max_len=max_len, beam_size=args.beam_size, return_attention=bool(args.plot_attention))
     outputs, attn = out if args.plot_attention else (out, None)
     for ids in outputs:
@@ -233,7 +253,10 @@ def main(argv=None):
     except TrainingError as e:
         print(f"lstm-np: {e}", file=sys.stderr)
         return 3
-    except (UsageError, DataError, CheckpointError, ValueError, TypeError, OSError) as e:
+    except OSError as e:   # "path: reason" rather than "[Errno 2] No such file or directory: 'path'"
+        print(f"lstm-np: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except (UsageError, DataError, CheckpointError, ValueError, TypeError) as e:
         print(f"lstm-np: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

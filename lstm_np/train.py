@@ -5,7 +5,7 @@ The loop, one optimizer step at a time:
        RNG at the start of each epoch, so a resumed run replays it exactly)
     2. loss = model.loss(src, tgt); model.backward(); clip the global gradient norm
     3. stop on a non-finite loss or gradient (keeping the last good checkpoint), else lr = schedule(step)
-       and opt.step()
+       and opt.step(); stop likewise if the update made a parameter overflow
     4. every `log_every` steps one log line; every `eval_every` steps validation (greedy exact match and
        token accuracy), the best weights kept, and a checkpoint written
     5. stop at --steps / --epochs / --max-seconds or on SIGINT/SIGTERM (checkpoint written first)
@@ -15,6 +15,7 @@ horizon: --decay-steps if given, else fitted to the --max-seconds budget (re-est
 from the measured speed), else none (constant after warm-up). --steps only says when to stop, never the
 shape of the schedule: that is what makes "--steps 20, then --resume --steps 40" equal to "--steps 40".
 """
+import contextlib
 import dataclasses
 import math
 import os
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tasks as task_lib
-from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_parameters, read_json, write_json
+from .checkpoint import (MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, read_json,
+                         write_json)
 from .data import EOS, Vocab, batches, pad_batch, read_tsv
 from .evaluate import encode_source, evaluate
 from .optim import Adam, WarmupDecay, clip_grad_norm
@@ -104,6 +106,46 @@ def rng_state(rng):
     return rng.bit_generator.state
 
 
+STATE_KEYS = ("step", "epoch", "pos", "epoch_rng", "best_valid", "best_step", "final_loss", "train_seconds",
+              "horizon", "max_len", "data_rng", "dropout_rng")   # the training state a checkpoint's manifest holds
+
+
+def check_state(state, path):
+    """CheckpointError naming `path` unless `state` is a complete training state a run can continue from."""
+    def is_int(v, low=0):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+    def is_number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    try:
+        if not isinstance(state, dict):
+            raise ValueError(f"expected a JSON object, got {type(state).__name__}")
+        missing = [k for k in STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"missing {missing}")
+        valid = {
+            "step": is_int(state["step"]), "epoch": is_int(state["epoch"]), "pos": is_int(state["pos"]),
+            "max_len": is_int(state["max_len"], low=1),
+            "horizon": state["horizon"] is None or is_int(state["horizon"]),
+            "best_step": state["best_step"] is None or is_int(state["best_step"]),
+            "best_valid": state["best_valid"] is None or (isinstance(state["best_valid"], list)
+                                                          and len(state["best_valid"]) == 2
+                                                          and all(map(is_number, state["best_valid"]))),
+            "final_loss": state["final_loss"] is None or is_number(state["final_loss"]),
+            "train_seconds": is_number(state["train_seconds"]),
+            "dropout_rng": isinstance(state["dropout_rng"], list) and len(state["dropout_rng"]) == 2,
+        }
+        bad = [k for k, ok in valid.items() if not ok]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is {state[bad[0]]!r}")
+        epoch_rng = [] if state["epoch_rng"] is None else [state["epoch_rng"]]   # None before the first batch
+        for rs in [state["data_rng"]] + state["dropout_rng"] + epoch_rng:
+            np.random.default_rng().bit_generator.state = rs   # raises on anything malformed
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged training state ({e})") from None
+
+
 class Trainer:
     """One training run (new, or resumed from cfg.out) of a TrainConfig; `run()` returns the final metrics."""
 
@@ -161,15 +203,16 @@ class Trainer:
             if isinstance(e, CheckpointError):
                 raise
             raise CheckpointError(f"{self.ckpt.file(MANIFEST)}: optimizer state does not match ({e})") from None
-        state = self.ckpt.manifest()["state"]
-        try:
-            self.data_rng = np.random.default_rng()
-            self.data_rng.bit_generator.state = state.pop("data_rng")
-            for lstm, rs in zip((self.model.encoder.lstm, self.model.decoder.lstm), state.pop("dropout_rng")):
-                lstm.rng.bit_generator.state = rs
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.ckpt.file(MANIFEST)}: damaged training state ({e})") from None
-        self.best_weights = self.ckpt.load("best") if self.ckpt.manifest().get("best") else None
+        state = self.ckpt.manifest().get("state")
+        check_state(state, self.ckpt.file(MANIFEST))
+        self.data_rng = np.random.default_rng()
+        self.data_rng.bit_generator.state = state.pop("data_rng")
+        for lstm, rs in zip((self.model.encoder.lstm, self.model.decoder.lstm), state.pop("dropout_rng")):
+            lstm.rng.bit_generator.state = rs
+        self.best_weights = None
+        if self.ckpt.manifest().get("best"):
+            self.best_weights = self.ckpt.load("best")
+            check_parameters(self.model.named_parameters(), self.best_weights, self.ckpt.current("best"))
         self.state = state
         self.log(f"resumed {self.cfg.out} at step {state['step']}")
 
@@ -232,16 +275,17 @@ class Trainer:
             while not self.should_stop(run_start):
                 src, tgt = self.next_batch()
                 self.model.zero_grad()
-                loss = self.model.loss(src, tgt)
-                self.model.backward()
-                norm = clip_grad_norm(params, cfg.clip)
+                with self.numerics("forward/backward pass", s["step"] + 1):
+                    loss = self.model.loss(src, tgt)
+                    self.model.backward()
+                    norm = clip_grad_norm(params, cfg.clip)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
-                    raise TrainingError(
-                        f"training diverged at step {s['step'] + 1} (loss {loss}, gradient norm {norm}); the last "
-                        f"good checkpoint is kept" + (f" in {cfg.out}" if cfg.out else "")
-                        + f". Try a lower --lr (now {cfg.lr:g}) or a smaller --clip (now {cfg.clip:g}).")
+                    raise self.diverged(f"loss {loss}, gradient norm {norm}", s["step"] + 1)
                 self.opt.lr = self.schedule(s["step"])
-                self.opt.step()
+                with self.numerics("update", s["step"] + 1):
+                    self.opt.step()
+                if not all(np.isfinite(value).all() for _, value, _ in params):
+                    raise self.diverged(f"the update at lr {self.opt.lr:g} made parameters overflow", s["step"] + 1)
                 s["step"] += 1
                 s["final_loss"] = loss
                 window_steps += 1
@@ -261,14 +305,39 @@ class Trainer:
         self.save()
         if self.stop_signal is not None:
             return None
-        return self.finish()
+        with self.numerics("final evaluation", s["step"]):
+            return self.finish()
+
+    def diverged(self, what, step):
+        """The TrainingError of a non-finite `step`: what happened, what is kept, what to try."""
+        cfg = self.cfg
+        if self.ckpt is not None and self.ckpt.exists():
+            kept = f"the last good checkpoint (step {self.ckpt.manifest()['step']}) is kept in {cfg.out}"
+        else:
+            kept = "no checkpoint had been written yet"
+        return TrainingError(f"training diverged at step {step} ({what}); {kept}. Try a lower --lr (now "
+                             f"{cfg.lr:g}) or a smaller --clip (now {cfg.clip:g}).")
+
+    @contextlib.contextmanager
+    def numerics(self, where, step):
+        """Overflow inside the model is reported once, as a divergence: numpy's warnings are silenced (the loop
+        checks loss, gradients and parameters itself), and the model's own NaN/Inf input checks, which fire
+        when one layer hands non-finite activations to the next, become a TrainingError."""
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                yield
+        except ValueError as e:
+            if "NaN or Inf" not in str(e):
+                raise
+            raise self.diverged(f"non-finite values in the {where}: {e}", step) from None
 
     def _on_signal(self, signum, frame):
         self.stop_signal = signum  # finish the current step, checkpoint, and stop
 
     def _validate_and_save(self, run_start, run_start_step):
         cfg, s = self.cfg, self.state
-        m = self.validate()
+        with self.numerics("validation", s["step"]):
+            m = self.validate()
         score = [m["exact_match"], m["token_accuracy"]]                 # ties on exact match: token accuracy
         improved = s["best_valid"] is None or score > s["best_valid"]
         if improved:
@@ -320,14 +389,22 @@ def load_model(path, which="best"):
         raise CheckpointError(f"{path}: no such checkpoint directory")
     saved = read_json(ckpt.file("config.json"))
     try:
-        model = Seq2Seq(**{k: v for k, v in saved["model"].items()})
-        src_vocab = Vocab.from_dict(read_json(ckpt.file("src_vocab.json")))
-        tgt_vocab = Vocab.from_dict(read_json(ckpt.file("tgt_vocab.json")))
-    except (KeyError, TypeError, ValueError) as e:
+        if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
+            raise ValueError("no 'model' section")
+        model = Seq2Seq(**saved["model"])
+    except (TypeError, ValueError, MemoryError) as e:
         raise CheckpointError(f"{ckpt.file('config.json')}: not a usable lstm_np configuration ({e})") from None
+    vocabs = []
+    for name in ("src_vocab.json", "tgt_vocab.json"):
+        d = read_json(ckpt.file(name))
+        try:
+            vocabs.append(Vocab.from_dict(d))
+        except ValueError as e:
+            raise CheckpointError(f"{ckpt.file(name)}: not a usable vocabulary ({e})") from None
+    src_vocab, tgt_vocab = vocabs
     if (len(src_vocab), len(tgt_vocab)) != (model.config["src_vocab_size"], model.config["tgt_vocab_size"]):
         raise CheckpointError(f"{path}: vocabulary sizes do not match config.json")
-    assign_parameters(model.named_parameters(), ckpt.load(which), ckpt.file(which))
+    assign_parameters(model.named_parameters(), ckpt.load(which), ckpt.current(which))
     return model, src_vocab, tgt_vocab, saved
 
 

@@ -1,0 +1,259 @@
+"""The `lstm-np` command end to end, in subprocesses: train, translate, tasks, and one-line errors on bad input.
+
+Models are tiny (hidden 8, embedding 8) and trained for a handful of steps: these tests prove the plumbing
+(files written, metrics in range, errors reported), never the quality of a model.
+"""
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+CLI = [sys.executable, "-m", "lstm_np"]
+TINY = ["--hidden-size", "8", "--embed-size", "8", "--batch-size", "8", "--log-every", "5"]
+TIMEOUT = 120
+PARALLEL = 4   # commands run side by side by cli_many
+ENV = dict(os.environ, PYTHONIOENCODING="utf-8")
+TASK_NAMES = ("copy", "reverse", "sort", "addition", "dates", "number-words")
+METRIC_KEYS = ("test_exact_match", "test_token_accuracy", "test_bleu", "final_loss", "train_seconds", "steps")
+
+# ----------------------------------------------------------------------------- helpers (test_reliability.py uses them)
+
+
+def reverse_pairs(n, seed):
+    """n (source, reversed source) pairs of letters a-e, lengths 1-5, from a seeded generator."""
+    rng = np.random.default_rng(seed)
+    words = ["".join(rng.choice(list("abcde"), size=rng.integers(1, 6))) for _ in range(n)]
+    return [(w, w[::-1]) for w in words]
+
+
+def write_tsv(path, pairs):
+    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    return path
+
+
+def make_data(folder):
+    """A.tsv (60 training pairs) and B.tsv (10 test pairs) in `folder`."""
+    write_tsv(folder / "A.tsv", reverse_pairs(60, seed=0))
+    write_tsv(folder / "B.tsv", reverse_pairs(10, seed=1))
+
+
+def start(args, cwd):
+    return subprocess.Popen(CLI + [str(a) for a in args], cwd=cwd, env=ENV, encoding="utf-8",
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc, stdin=None):
+    out, err = proc.communicate(stdin, timeout=TIMEOUT)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def cli(args, cwd, stdin=None):
+    """Run `python -m lstm_np ARGS` in `cwd`; the CompletedProcess (text stdout/stderr)."""
+    return finish(start(args, cwd), stdin)
+
+
+def cli_many(jobs, cwd):
+    """Run several `python -m lstm_np` commands side by side: {key: args} -> {key: CompletedProcess}."""
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        futures = {key: pool.submit(cli, args, cwd) for key, args in jobs.items()}
+        return {key: f.result() for key, f in futures.items()}
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    return result
+
+
+def one_line_error(result, *needles, code=2):
+    """Assert a failed command reported exactly one non-empty stderr line, no traceback; return that line."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert result.returncode == code, f"exit {result.returncode}, expected {code}; stderr: {result.stderr!r}"
+    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}: {result.stderr!r}"
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in the error line {lines[0]!r}"
+    return lines[0]
+
+
+def load_metrics(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A.tsv/B.tsv and two trained runs in one folder: `plain` (no attention) and `luong` (attention)."""
+    folder = tmp_path_factory.mktemp("cli")
+    make_data(folder)
+    results = cli_many({
+        "plain": ["train", "--train", "A.tsv", "--test", "B.tsv", "--steps", 12, "--eval-every", 5,
+                  "--out", "plain", "--metrics-out", "plain.json"] + TINY,
+        "luong": ["train", "--train", "A.tsv", "--steps", 6, "--attention", "luong", "--out", "luong"] + TINY,
+    }, folder)
+    for r in results.values():
+        ok(r)
+    return folder
+
+# ----------------------------------------------------------------------------- train and translate
+
+
+def test_train_writes_a_complete_checkpoint_directory(runs):
+    names = os.listdir(runs / "plain")
+    for name in ("config.json", "src_vocab.json", "tgt_vocab.json", "checkpoint.json"):
+        assert name in names, f"{name} missing from {sorted(names)}"
+    for prefix in ("weights-", "optimizer-"):
+        assert any(n.startswith(prefix) and n.endswith(".npz") for n in names), f"no {prefix}*.npz in {names}"
+
+
+def test_metrics_json_has_the_documented_keys_in_range(runs):
+    m = load_metrics(runs / "plain.json")
+    missing = [k for k in METRIC_KEYS if k not in m]
+    assert not missing, f"metrics lack {missing}"
+    assert 0.0 <= m["test_exact_match"] <= 1.0 and 0.0 <= m["test_token_accuracy"] <= 1.0
+    assert 0.0 <= m["test_bleu"] <= 100.0
+    assert m["steps"] == 12 and np.isfinite(m["final_loss"]) and m["train_seconds"] >= 0
+    assert m["test_examples"] == len({s for s, _ in reverse_pairs(10, seed=1)})   # scored on B.tsv
+
+
+def test_translate_prints_one_line_per_source_argument(runs):
+    r = ok(cli(["translate", "--checkpoint", "plain", "abc", "de", "a"], runs))
+    assert len(r.stdout.splitlines()) == 3, r.stdout
+
+
+def test_translate_reads_sources_from_stdin_one_per_line(runs):
+    r = ok(cli(["translate", "--checkpoint", "plain"], runs, stdin="abc\nba\r\nedcba\n"))
+    assert len(r.stdout.splitlines()) == 3, r.stdout
+
+
+def test_translate_with_beam_search(runs):
+    r = ok(cli(["translate", "--checkpoint", "plain", "--beam-size", "3", "abc", "ba"], runs))
+    assert len(r.stdout.splitlines()) == 2, r.stdout
+
+
+def test_translate_survives_empty_unknown_and_overlong_sources(runs):
+    sources = ["", "xyz ☃ 𝄞 \u200b", "abcde" * 30]          # empty, unknown characters (UNK), 150 characters
+    for beam in ("1", "3"):
+        r = ok(cli(["translate", "--checkpoint", "plain", "--beam-size", beam] + sources, runs))
+        assert len(r.stdout.splitlines()) == len(sources), r.stdout
+    r = ok(cli(["translate", "--checkpoint", "plain"], runs, stdin="\n".join(sources) + "\n"))
+    assert len(r.stdout.splitlines()) == len(sources), r.stdout
+
+
+def test_plot_attention_writes_a_png(runs):
+    r = ok(cli(["translate", "--checkpoint", "luong", "--plot-attention", "attn.png", "abc", "ed"], runs))
+    assert len(r.stdout.splitlines()) == 2
+    assert (runs / "attn.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_attention_without_attention_is_a_one_line_error(runs):
+    one_line_error(cli(["translate", "--checkpoint", "plain", "--plot-attention", "x.png", "abc"], runs),
+                   "--plot-attention", "attention")
+    assert not (runs / "x.png").exists()
+
+
+def test_tasks_lists_all_six_builtin_tasks(tmp_path):
+    r = ok(cli(["tasks"], tmp_path))
+    listed = [line.split()[0] for line in r.stdout.splitlines() if line and not line[0].isspace()]
+    assert sorted(listed) == sorted(TASK_NAMES), r.stdout
+
+
+def test_train_on_a_builtin_task_writes_to_runs_by_default(tmp_path):
+    ok(cli(["train", "--task", "copy", "--steps", "5"] + TINY, tmp_path))
+    assert (tmp_path / "runs" / "copy" / "checkpoint.json").exists()
+
+
+def test_tsv_with_bom_and_crlf_line_endings_is_accepted(tmp_path):
+    lines = "".join(f"{s}\t{t}\r\n" for s, t in reverse_pairs(20, seed=2))
+    (tmp_path / "crlf.tsv").write_bytes(b"\xef\xbb\xbf" + lines.encode("utf-8"))
+    ok(cli(["train", "--train", "crlf.tsv", "--steps", "3", "--out", "run"] + TINY, tmp_path))
+    vocab = json.loads((tmp_path / "run" / "src_vocab.json").read_text(encoding="utf-8"))
+    assert "\ufeff" not in vocab["itos"] and "\r" not in vocab["itos"], vocab["itos"]
+
+# ----------------------------------------------------------------------------- bad input: one line, no traceback
+
+
+BAD_TSV = {
+    "no_tab.tsv": (b"ab\tba\nno tab here\n", 2, "no tab"),
+    "empty_source.tsv": (b"ab\tba\ncd\tdc\n  \tx\n", 3, "empty source"),
+    "empty_target.tsv": (b"ab\tba\ncd\t\n", 2, "empty target"),
+    "bad_utf8.tsv": (b"ab\tba\ncd\tdc\nab\t\xff\xfe\n", 3, "UTF-8"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(runs):
+    """Every bad command of BAD_COMMANDS, run side by side once: {case: CompletedProcess}."""
+    for name, (data, _, _) in BAD_TSV.items():
+        (runs / name).write_bytes(data)
+    (runs / "a_file").write_text("not a directory")
+    jobs = {case: [a.replace("NEVER", f"never_{case}") for a in args] for case, (args, _) in BAD_COMMANDS.items()}
+    jobs.update({name: ["train", "--train", name, "--steps", "2", "--out", f"never_{name}"] + TINY
+                 for name in BAD_TSV})
+    return cli_many(jobs, runs)
+
+
+T = ["train", "--train", "A.tsv", "--steps", "2", "--out", "NEVER"] + TINY   # NEVER: a folder of the case's own
+BAD_COMMANDS = {   # case: (arguments, words the one error line must contain)
+    "missing_file": (["train", "--train", "missing.tsv", "--steps", "2"], ["missing.tsv", "no such file"]),
+    "directory_as_train": (["train", "--train", ".", "--steps", "2", "--out", "NEVER"], ["directory"]),
+    "missing_test_file": (T + ["--test", "nope.tsv"], ["nope.tsv"]),
+    "unknown_task": (["train", "--task", "nope", "--steps", "2"], ["--task", "nope"]),
+    "unknown_flag": (T + ["--frobnicate"], ["--frobnicate"]),
+    "unknown_command": (["frobnicate"], ["frobnicate"]),
+    "negative_lr": (T + ["--lr", "-1"], ["--lr", "-1"]),
+    "non_numeric_lr": (T + ["--lr", "abc"], ["--lr", "abc"]),
+    "nan_lr": (T + ["--lr", "nan"], ["--lr", "nan"]),
+    "zero_hidden_size": (T + ["--hidden-size", "0"], ["--hidden-size", "0"]),
+    "dropout_above_one": (T + ["--dropout", "1.5"], ["--dropout", "1.5"]),
+    "unknown_peephole": (T + ["--peephole", "foo"], ["--peephole", "foo"]),
+    "unknown_attention": (T + ["--attention", "foo"], ["--attention", "foo"]),
+    "negative_warmup": (T + ["--warmup-steps", "-1"], ["--warmup-steps", "-1"]),
+    "negative_seed": (T + ["--seed", "-1"], ["--seed", "-1"]),
+    "neither_task_nor_train": (["train", "--steps", "2"], ["--task", "--train"]),
+    "both_task_and_train": (["train", "--task", "copy", "--train", "A.tsv", "--steps", "2"], ["--task", "--train"]),
+    "resume_without_out": (["train", "--train", "A.tsv", "--resume", "--steps", "2"], ["--resume", "--out"]),
+    "resume_without_checkpoint": (["train", "--out", "nothing_here", "--resume", "--steps", "2"],
+                                  ["nothing to resume", "nothing_here"]),
+    "resume_changing_hidden_size": (["train", "--out", "plain", "--resume", "--steps", "20", "--hidden-size", "16"],
+                                    ["--hidden-size", "resum"]),
+    "out_is_a_file": (["train", "--train", "A.tsv", "--steps", "2", "--out", "a_file"] + TINY, ["a_file"]),
+    "translate_missing_checkpoint": (["translate", "--checkpoint", "no_such_run", "abc"], ["no_such_run"]),
+    "translate_file_as_checkpoint": (["translate", "--checkpoint", "A.tsv", "abc"], ["A.tsv"]),
+    "translate_zero_beam": (["translate", "--checkpoint", "plain", "--beam-size", "0", "abc"], ["--beam-size"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COMMANDS))
+def test_bad_command_is_one_error_line_without_traceback(bad_runs, case):
+    one_line_error(bad_runs[case], *BAD_COMMANDS[case][1])
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TSV))
+def test_malformed_tsv_error_names_file_and_line(bad_runs, name):
+    _, lineno, what = BAD_TSV[name]
+    one_line_error(bad_runs[name], f"{name}:{lineno}:", what)
+
+
+def test_refused_commands_leave_no_run_behind(bad_runs, runs):
+    left = sorted(n for n in os.listdir(runs) if n.startswith("never") or n in ("nothing_here", "runs"))
+    assert not left, f"refused commands created {left}"
+
+
+def test_existing_run_is_refused_without_resume_or_overwrite_and_kept_intact(tmp_path):
+    make_data(tmp_path)
+    train = ["train", "--train", "A.tsv", "--out", "run", "--eval-every", "2"] + TINY
+    ok(cli(train + ["--steps", "3"], tmp_path))
+    before = {n: (tmp_path / "run" / n).read_bytes() for n in os.listdir(tmp_path / "run")}
+    one_line_error(cli(train + ["--steps", "4"], tmp_path), "run", "--resume", "--overwrite")
+    after = {n: (tmp_path / "run" / n).read_bytes() for n in os.listdir(tmp_path / "run")}
+    assert after == before, "a refused run changed the saved one"
+    ok(cli(train + ["--steps", "4", "--overwrite"], tmp_path))
+    manifest = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert manifest["step"] == 4 and manifest["state"]["step"] == 4
+    stale = [n for n in os.listdir(tmp_path / "run") if n.endswith(".npz") and "00000003" in n]
+    assert not stale, f"--overwrite left files of the old run: {stale}"
