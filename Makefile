@@ -15,7 +15,7 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbmake tests notebooks
 
 train: $(STAMP)
 	$(PY) -m lstm_np train --task addition --max-seconds 150 --out runs/addition --metrics-out runs/addition/metrics.json
