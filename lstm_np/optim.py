@@ -17,9 +17,13 @@ import math
 
 import numpy as np
 
-from .functional import fma
+from .functional import fma as _exact_fma
 
 __all__ = ["Adam", "AdamW", "SGD", "clip_grad_norm", "WarmupDecay"]
+
+def _plain_muladd(a, b, c):
+    return a * b + c
+
 
 _sqrt = np.sqrt  # correctly rounded; see the module docstring for why tests may replace it
 
@@ -64,11 +68,21 @@ class _Optimizer:
     Subclasses set `self.step_count` and fill `self._state` ({key: buffer}, one buffer per parameter).
     """
 
-    def __init__(self, params, lr):
+    def __init__(self, params, lr, exact=None):
         self.params = _check_params(params)
         self.lr = lr
+        if exact not in (None, True, False):
+            raise ValueError(f"exact must be None, True or False, got {exact!r}")
+        self.exact = exact
         self.step_count = 0
         self._state = {}
+
+    def muladd(self, p):
+        """a·b + c for parameter p: rounded once (`functional.fma`, torch's bits, ~15x the cost) when exact,
+        else plain numpy. exact=None means exact for float64 parameters (where DESIGN.md promises torch's
+        bits) and plain for float32 (where training speed matters and the bits are not promised)."""
+        exact = p.dtype == np.float64 if self.exact is None else self.exact
+        return _exact_fma if exact else _plain_muladd
 
     @property
     def lr(self):
@@ -127,8 +141,8 @@ class Adam(_Optimizer):
 
     _decoupled_weight_decay = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, exact=None):
+        super().__init__(params, lr, exact)
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = tuple(_check_number("betas", beta) for beta in betas)
@@ -150,6 +164,7 @@ class Adam(_Optimizer):
         step_size = lr / bias_correction1                                # α_t
         for name, p, g in self.params:
             m, v = self._state["m/" + name], self._state["v/" + name]
+            fma = self.muladd(p)
             if wd != 0 and self._decoupled_weight_decay:
                 p *= 1 - lr * wd                                         # p ← p (1 - lr λ)   (AdamW)
             elif wd != 0:
@@ -173,8 +188,8 @@ class AdamW(Adam):
 
     _decoupled_weight_decay = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, exact=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, exact=exact)
 
 
 class SGD(_Optimizer):
@@ -186,8 +201,8 @@ class SGD(_Optimizer):
         p ← p - lr g                                                                fma(g, -lr, p)
     """
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-        super().__init__(params, lr)
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, exact=None):
+        super().__init__(params, lr, exact)
         self.momentum = _check_number("momentum", momentum)
         self.weight_decay = _check_number("weight_decay", weight_decay)
         if nesterov and self.momentum == 0:
@@ -201,6 +216,7 @@ class SGD(_Optimizer):
         self.step_count += 1
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         for name, p, g in self.params:
+            fma = self.muladd(p)
             if wd != 0:
                 g = fma(p, wd, g)                          # g ← g + λ p
             if mu != 0:

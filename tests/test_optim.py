@@ -145,7 +145,7 @@ def run_against_torch(which, kwargs, dtype, steps=8, size=3000):
     rng = np.random.default_rng(0)
     value, grad = rng.standard_normal(size).astype(dtype), np.zeros(size, dtype)
     tensor = torch.tensor(value.copy(), requires_grad=True)
-    ours = {"Adam": Adam, "AdamW": AdamW, "SGD": SGD}[which]([("p", value, grad)], **kwargs)
+    ours = {"Adam": Adam, "AdamW": AdamW, "SGD": SGD}[which]([("p", value, grad)], exact=True, **kwargs)
     theirs = getattr(torch.optim, which)([tensor], foreach=False, **kwargs)
     for _ in range(steps):
         grad[...] = rng.standard_normal(size)
@@ -324,3 +324,22 @@ def test_adam_minimises_a_quadratic():
         g += 2 * (p - target)
         opt.step()
     np.testing.assert_allclose(p, target, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [Adam, AdamW, SGD])
+def test_float32_default_path_is_the_same_update_to_float32_rounding(cls):
+    """float32 parameters default to plain (separately rounded) arithmetic: the same update as the exact
+    path up to float32 rounding, and exact=True still gives the exact path's bits."""
+    kwargs = dict(lr=1e-2, weight_decay=0.1) | (dict(momentum=0.9) if cls is SGD else {})
+    grads = grad_sequence(6)
+    histories = {}
+    for exact in (None, True):
+        params = [(n, v.astype(np.float32), g.astype(np.float32)) for n, v, g in make_params()]
+        histories[exact] = run(cls(params, exact=exact, **kwargs), params, grads)
+    for t, (fast, exact) in enumerate(zip(histories[None], histories[True]), start=1):
+        for name in SHAPES:
+            assert fast[name].dtype == np.float32
+            np.testing.assert_allclose(fast[name], exact[name], rtol=2e-6, atol=2e-7, err_msg=f"{name} step {t}")
+    params = [(n, v.astype(np.float32), g.astype(np.float32)) for n, v, g in make_params()]
+    with pytest.raises(ValueError, match="exact"):
+        cls(params, exact="yes", **kwargs)
