@@ -46,16 +46,18 @@ class TrainConfig:
     valid_fraction: float = 0.05  # share of --train sources held out for validation when --valid is absent
     # model
     embed_size: int = 64          # token embedding size
-    hidden_size: int = 256        # LSTM units per layer and direction
+    hidden_size: int = 128        # LSTM units per layer and direction
     layers: int = 1               # LSTM layers in encoder and decoder
     peephole: str = "full"        # "full", "diagonal" or "none" (DESIGN.md §1)
     bidirectional: bool = False   # bidirectional encoder
     dropout: float = 0.0          # dropout between stacked LSTM layers
-    attention: str = "none"       # "none", "luong", "luong-general" or "bahdanau"
+    attention: str = "luong"      # "none", "luong", "luong-general" or "bahdanau"
+    peeky: bool = True            # feed the encoder's summary to every decoder step (with or without attention)
+    reverse_source: bool = None   # encoder reads the source reversed; None: yes unless bidirectional
     dtype: str = "float32"        # parameter and activation precision
     # optimisation
     lr: float = 3e-3              # Adam peak learning rate
-    batch_size: int = 64          # sentence pairs per step
+    batch_size: int = 128         # sentence pairs per step
     clip: float = 5.0             # global gradient-norm clipping threshold
     weight_decay: float = 0.0     # L2 penalty folded into the gradient (torch's Adam)
     warmup_steps: int = 100       # linear warm-up from lr/warmup_steps to lr
@@ -75,7 +77,8 @@ class TrainConfig:
     def model_kwargs(self):
         return dict(embed_size=self.embed_size, hidden_size=self.hidden_size, num_layers=self.layers,
                     peephole=self.peephole, bidirectional=self.bidirectional, dropout=self.dropout,
-                    attention=None if self.attention == "none" else self.attention,
+                    attention=None if self.attention == "none" else self.attention, peeky=self.peeky,
+                    reverse_source=(not self.bidirectional) if self.reverse_source is None else self.reverse_source,
                     dtype=np.dtype(self.dtype), seed=self.seed)
 
 

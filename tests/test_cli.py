@@ -92,7 +92,7 @@ def runs(tmp_path_factory):
     make_data(folder)
     results = cli_many({
         "plain": ["train", "--train", "A.tsv", "--test", "B.tsv", "--steps", 12, "--eval-every", 5,
-                  "--out", "plain", "--metrics-out", "plain.json"] + TINY,
+                  "--out", "plain", "--metrics-out", "plain.json", "--attention", "none"] + TINY,
         "luong": ["train", "--train", "A.tsv", "--steps", 6, "--attention", "luong", "--out", "luong"] + TINY,
     }, folder)
     for r in results.values():
@@ -257,3 +257,10 @@ def test_existing_run_is_refused_without_resume_or_overwrite_and_kept_intact(tmp
     assert manifest["step"] == 4 and manifest["state"]["step"] == 4
     stale = [n for n in os.listdir(tmp_path / "run") if n.endswith(".npz") and "00000003" in n]
     assert not stale, f"--overwrite left files of the old run: {stale}"
+
+
+def test_help_of_every_command_prints_and_exits_zero(tmp_path):
+    for command in ([], ["train"], ["translate"], ["tasks"]):
+        r = cli(command + ["--help"], tmp_path)
+        assert r.returncode == 0 and "usage: lstm-np" in r.stdout, (command, r.stderr)
+        assert "Traceback" not in r.stderr
