@@ -16,6 +16,9 @@ Layout inside: batch-first (B, T, Hq) queries, (B, S, Hk) keys, so scores are on
 """
 import numpy as np
 
+from .cell import _check_size
+from .functional import softmax
+
 ATTENTIONS = ("luong", "luong-general", "bahdanau")
 
 
@@ -30,14 +33,14 @@ class Attention:
 
     def __init__(self, kind, size, dtype=np.float32, seed=0, attn_size=None):
         self.kind = check_attention(kind)
-        self.size = size
+        self.size = size = _check_size("size", size)
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(size)
         self.params = {}
         if kind == "luong-general":
             self.params["W_a"] = np.eye(size, dtype=dtype) + rng.uniform(-k, k, (size, size)).astype(dtype)
         elif kind == "bahdanau":
-            A = attn_size or size
+            A = size if attn_size is None else _check_size("attn_size", attn_size)
             self.params["W_q"] = rng.uniform(-k, k, (size, A)).astype(dtype)
             self.params["W_k"] = rng.uniform(-k, k, (size, A)).astype(dtype)
             self.params["v_a"] = rng.uniform(-1 / np.sqrt(A), 1 / np.sqrt(A), A).astype(dtype)
@@ -66,9 +69,7 @@ class Attention:
             score = e @ self.params["v_a"]                             # v_a · e                      (B, T, S)
             cache["e"] = e
         score = np.where(mask[:, None, :], score, -np.inf)             # padded positions can't be chosen
-        score -= score.max(axis=2, keepdims=True)
-        alpha = np.exp(score)                                          # exp(-inf) = 0 exactly on padding
-        alpha /= alpha.sum(axis=2, keepdims=True)                      # α_t = softmax_s(score)        (B, T, S)
+        alpha = softmax(score, axis=2)                                 # α_t = softmax_s(score), 0 on padding (B, T, S)
         ctx = alpha @ k                                                # ctx_t = Σ_s α_{t,s} k_s       (B, T, H)
         cache["alpha"] = alpha
         self._cache = cache
@@ -76,6 +77,8 @@ class Attention:
 
     def backward(self, dctx):
         """dctx (B, T, H) -> dq (B, T, H), dk (B, S, H); accumulates parameter gradients."""
+        if self._cache is None:
+            raise RuntimeError("Attention.backward called before forward")
         c = self._cache
         q, k, alpha = c["q"], c["k"], c["alpha"]
         dalpha = dctx @ k.transpose(0, 2, 1)                           # ∂L/∂α_{t,s} = ∂L/∂ctx_t · k_s  (B, T, S)

@@ -22,18 +22,43 @@ so one step is a row-major GEMM `x @ W`:
     full:     W_c (H, 3H) = c_{t-1} -> [i, f, c~]   and   W_co (H, H) = c_t -> o
     diagonal: p_c (2H,)   = c_{t-1} ⊙ -> [i, f]     and   p_co (H,)   = c_t ⊙ -> o
 
-The step functions work on buffers that the sequence loop in `lstm.py` preallocates: the gate buffer `a`
-(B, 4H) arrives holding x_t W_x + b (all time steps are projected with one GEMM before the loop) and leaves
-holding the activated gates [i, f, c~, o]; the state is kept as one row `hc = [h | c]` (B, 2H) so that for
-"full" the h_{t-1} and c_{t-1} terms of i, f, c~ are ONE GEMM `[h_{t-1} | c_{t-1}] @ W_rec`, with
-W_rec = [[W_h], [W_c | 0]] (2H, 4H) built once per forward (o's c-term needs the new c_t, so it cannot join).
+Layout of a step: every GEMM is row-major, (B, ·) x (·, 4H), one call per matrix (the shape BLAS runs best),
+while the elementwise work is GATE-MAJOR: the gates are a (4, B, H) array, block k holding gate k for the whole
+batch. Why: numpy runs an elementwise operation on a contiguous block as one SIMD loop, but on a column slice
+like a[:, H:2H] of a row-major (B, 4H) array it loops row by row, 2-3x slower at B = 32, and besides its GEMMs
+a step is a few dozen elementwise operations. Crossing between the two layouts costs one strided operation
+where it happens: `a += to_gate_major(h_{t-1} W_h)` in the forward, and the two products that write ∂L/∂a
+into its row-major buffer in the backward.
 """
 import numpy as np
 
-from .functional import sigmoid, tanh
-
 PEEPHOLES = ("full", "diagonal", "none")
 GATES = ("i", "f", "c", "o")  # fused order along the 4H axis; "c" is the candidate c~
+
+
+def _activate(z, scale, shift):
+    """In place: z <- scale ⊙ tanh(scale ⊙ z) + shift, with scale and shift scalars or per-gate arrays.
+
+    σ(z) = ½·tanh(½z) + ½ (scale = shift = ½) and tanh(z) (scale = 1, shift = 0) are the same four passes, so
+    per-gate (scale, shift) activate the gates i, f, c~, o together. numpy's tanh is vectorized
+    (SIMD) where scipy's expit is a scalar loop (~3x slower in float32), and the tanh form cannot overflow:
+    z = ±1e4 gives exactly 1 and 0 with no warning, in float32 and float64.
+    """
+    z *= scale
+    np.tanh(z, out=z)
+    z *= scale
+    z += shift
+
+
+def to_gate_major(a):
+    """(…, B, 4H) fused gate columns -> (…, 4, B, H) view: block k is gate k for the whole batch; writes go
+    through."""
+    return a.reshape(*a.shape[:-1], 4, -1).swapaxes(-2, -3)
+
+
+def _at_batch(v, shape):
+    """A contiguous copy of v broadcast to `shape` (see `LSTMCell.forward_weights` for why)."""
+    return np.broadcast_to(v, shape).copy()
 
 
 def _check_size(name, value):
@@ -107,6 +132,9 @@ class LSTMCell:
             self.params["p_co"] = uniform(H)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self._step_cache = None
+        # (scale, shift) of `_activate` per gate block: σ for i, f, o; tanh for the candidate c~
+        self._gate_scale = np.array([0.5, 0.5, 1.0, 0.5], dtype=self.dtype).reshape(4, 1, 1)
+        self._gate_shift = np.array([0.5, 0.5, 0.0, 0.5], dtype=self.dtype).reshape(4, 1, 1)
 
     # ----------------------------------------------------------------------------------------------
     # parameters
@@ -142,101 +170,151 @@ class LSTMCell:
         return self._equation_views(self.grads)
 
     # ----------------------------------------------------------------------------------------------
-    # the step, on preallocated buffers (used by the sequence loop in lstm.py)
-    def recurrent_matrix(self):
-        """The fused recurrent weight of one forward call: W_rec = [[W_h], [W_c | 0]] (2H, 4H) for "full",
-        W_h (H, 4H) otherwise. Built once per sequence, so the per-step GEMM covers every c_{t-1} term."""
-        if self.peephole != "full":
-            return self.params["W_h"]
-        H = self.hidden_size
-        W_rec = np.zeros((2 * H, 4 * H), dtype=self.dtype)
-        W_rec[:H] = self.params["W_h"]
-        W_rec[H:, :3 * H] = self.params["W_c"]
-        return W_rec
+    # the step, on preallocated gate-major buffers (used by the sequence loop in lstm.py)
+    def forward_weights(self, batch):
+        """What a forward step reads, built once per sequence: the weights W_h (H, 4H), b as (4, 1, H) and for
+        "full" W_c (H, 3H), W_co (H, H) (views, no copies); and, materialized at the batch size, the activation's
+        per-gate scale and shift (4, B, H) and for "diagonal" p_c (2, B, H), p_co (B, H). Why materialize: an
+        elementwise operation whose operands all have the block's shape runs as ONE contiguous loop, while
+        broadcasting a per-gate or per-unit vector makes numpy loop row by row."""
+        P, H = self.params, self.hidden_size
+        W = {"W_h": P["W_h"], "b": P["b"].reshape(4, 1, H),
+             "scale": _at_batch(self._gate_scale, (4, batch, H)), "shift": _at_batch(self._gate_shift, (4, batch, H))}
+        if self.peephole == "full":
+            W.update(W_c=P["W_c"], W_co=P["W_co"])
+        elif self.peephole == "diagonal":
+            W.update(p_c=_at_batch(P["p_c"].reshape(2, 1, H), (2, batch, H)), p_co=_at_batch(P["p_co"], (batch, H)))
+        return W
 
-    def step_forward(self, a, hc_prev, hc, tc, W_rec):
+    def backward_weights(self, batch):
+        """What a backward step reads: W_hᵀ (4H, H) and for "full" W_cᵀ (3H, H), W_coᵀ (H, H) as C-contiguous
+        copies made once per backward (the per-step GEMMs `∂L/∂a @ Wᵀ` read a contiguous Wᵀ about 1.5x faster
+        than the transposed view of W); for "diagonal" p_c (2, B, H), p_co (B, H) as in `forward_weights`."""
+        P, H = self.params, self.hidden_size
+        W_T = {"W_h": np.ascontiguousarray(P["W_h"].T)}
+        if self.peephole == "full":
+            W_T.update(W_c=np.ascontiguousarray(P["W_c"].T), W_co=np.ascontiguousarray(P["W_co"].T))
+        elif self.peephole == "diagonal":
+            W_T.update(p_c=_at_batch(P["p_c"].reshape(2, 1, H), (2, batch, H)), p_co=_at_batch(P["p_co"], (batch, H)))
+        return W_T
+
+    def step_forward(self, a, s_prev, s, tc, W, work):
         """One step of the equations, in place.
 
-        a       (B, 4H)  in: x_t W_x + b; out: the activated gates [i, f, c~, o]
-        hc_prev (B, 2H)  [h_{t-1} | c_{t-1}]
-        hc      (B, 2H)  out: [h_t | c_t]
-        tc      (B, H)   out: tanh(c_t), kept for the backward
+        a       (4, B, H)  in: x_t W_x + b, gate-major; out: the activated gates i_t, f_t, c~_t, o_t
+        s_prev  (2, B, H)  h_{t-1}, c_{t-1}
+        s       (2, B, H)  out: h_t, c_t
+        tc      (B, H)     out: tanh(c_t), kept for the backward (until then, scratch)
+        W       from `forward_weights()`
+        work    (B, 4H)    scratch for the GEMMs: the sequence loop passes one buffer for all steps
         """
         H = self.hidden_size
-        h_prev, c_prev = hc_prev[:, :H], hc_prev[:, H:]
-        h, c = hc[:, :H], hc[:, H:]
+        h_prev, c_prev = s_prev
+        h, c = s
+        i, f, g, o = a
+        np.matmul(h_prev, W["W_h"], out=work)
+        a += to_gate_major(work)                        # + W_h· h_{t-1}                                  (4, B, H)
         if self.peephole == "full":
-            a += hc_prev @ W_rec                        # W_h· h_{t-1} + W_c· c_{t-1} for all gates   (B, 4H)
-        else:
-            a += h_prev @ W_rec                         # W_h· h_{t-1}                                 (B, 4H)
-        if self.peephole == "diagonal":
-            a[:, :H] += c_prev * self.params["p_c"][:H]        # + w_ci ⊙ c_{t-1}
-            a[:, H:2 * H] += c_prev * self.params["p_c"][H:]   # + w_cf ⊙ c_{t-1}
-        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        sigmoid(a[:, :2 * H], out=a[:, :2 * H])         # i_t = σ(...), f_t = σ(...)                   (B, 2H)
-        tanh(g, out=g)                                  # c~_t = tanh(W_xc x_t + W_hc h_{t-1} + W_cc c_{t-1} + b_c)
-        np.multiply(f, c_prev, out=c)                   # c_t = f_t ⊙ c_{t-1} ...
-        c += i * g                                      #       ... + i_t ⊙ c~_t                       (B, H)
-        if self.peephole == "full":
-            o += c @ self.params["W_co"]                # + W_co c_t  (the new cell)                  (B, H)
+            np.matmul(c_prev, W["W_c"], out=work[:, :3 * H])
+            a[:3] += to_gate_major(work)[:3]            # + W_c· c_{t-1} for i, f, c~                      (3, B, H)
         elif self.peephole == "diagonal":
-            o += c * self.params["p_co"]                # + w_co ⊙ c_t
-        sigmoid(o, out=o)                               # o_t = σ(W_xo x_t + W_ho h_{t-1} + W_co c_t + b_o)
-        tanh(c, out=tc)                                 # tanh(c_t)                                    (B, H)
-        np.multiply(o, tc, out=h)                       # h_t = o_t ⊙ tanh(c_t)                        (B, H)
+            tmp = work.reshape(4, -1, H)[:2]            # (the scratch's memory as two contiguous (B, H) blocks)
+            np.multiply(c_prev, W["p_c"], out=tmp)
+            a[:2] += tmp                                # + w_ci ⊙ c_{t-1}, + w_cf ⊙ c_{t-1}               (2, B, H)
+        # i_t = σ(a_i), f_t = σ(a_f), c~_t = tanh(a_c) and, when it has no peephole, o_t = σ(a_o)
+        if self.peephole == "none":
+            _activate(a, W["scale"], W["shift"])
+        else:
+            _activate(a[:3], W["scale"][:3], W["shift"][:3])
+        np.multiply(f, c_prev, out=c)                   # c_t = f_t ⊙ c_{t-1} ...
+        np.multiply(i, g, out=tc)
+        c += tc                                         #       ... + i_t ⊙ c~_t                          (B, H)
+        if self.peephole != "none":
+            if self.peephole == "full":
+                np.matmul(c, W["W_co"], out=tc)         # W_co c_t  (the new cell)                        (B, H)
+            else:
+                np.multiply(c, W["p_co"], out=tc)       # w_co ⊙ c_t
+            o += tc
+            _activate(o, 0.5, 0.5)                      # o_t = σ(W_xo x_t + W_ho h_{t-1} + W_co c_t + b_o)
+        np.tanh(c, out=tc)                              # tanh(c_t)                                       (B, H)
+        np.multiply(o, tc, out=h)                       # h_t = o_t ⊙ tanh(c_t)                           (B, H)
 
-    def step_backward(self, dhc, gates, hc_prev, hc, tc, da, W_rec):
+    @staticmethod
+    def local_derivatives(gates, c_prev, tc, K, k_c):
+        """The factors of ∂L/∂a that depend on forward values only, for one step (gates (4, B, H)) or for
+        all T steps at once (gates (4, T, B, H)) before the backward loop:
+
+        gates (4, …) i, f, c~, o;  c_prev (…) c_{t-1};  tc (…) tanh(c_t)
+        K     (4, …) out: c~_t ⊙ σ'(a_i),  c_{t-1} ⊙ σ'(a_f),  i_t ⊙ tanh'(a_c),  tanh(c_t) ⊙ σ'(a_o)
+        k_c   (…)    out: o_t ⊙ tanh'(c_t)
+        With them a backward step is a few products with the upstream gradients (`step_backward`).
+        """
+        i, _, g, o = gates
+        K_i, K_f, K_g, K_o = K
+        np.subtract(1, gates, out=K)
+        K *= gates                                      # σ'(a) = s ⊙ (1 - s) for i, f, o (c~ is next)
+        np.multiply(g, g, out=K_g)
+        np.subtract(1, K_g, out=K_g)                    # tanh'(a_c) = 1 - c~_t²
+        K_i *= g                                        # c~_t ⊙ σ'(a_i)
+        K_f *= c_prev                                   # c_{t-1} ⊙ σ'(a_f)
+        K_g *= i                                        # i_t ⊙ tanh'(a_c)
+        K_o *= tc                                       # tanh(c_t) ⊙ σ'(a_o)
+        np.multiply(tc, tc, out=k_c)
+        np.subtract(1, k_c, out=k_c)
+        k_c *= o                                        # o_t ⊙ tanh'(c_t)
+
+    def step_backward(self, ds, K, k_c, f, W_T, ds_prev, da, work):
         """Backward of one step.
 
-        dhc     (B, 2H)  [∂L/∂h_t | ∂L/∂c_t] from everything after this step (read only)
-        gates   (B, 4H)  [i, f, c~, o] of this step;  hc_prev, hc, tc as in `step_forward`
-        da      (B, 4H)  out: ∂L/∂(gate pre-activations), for the weight GEMMs after the loop
-        returns (B, 2H)  [∂L/∂h_{t-1} | ∂L/∂c_{t-1}]
+        ds       (2, B, H)  ∂L/∂h_t, ∂L/∂c_t from everything after this step (read only)
+        K, k_c   (4, B, H), (B, H) from `local_derivatives`;  f (B, H) the forget gate f_t
+        W_T      from `backward_weights()`
+        ds_prev  (2, B, H)  out: ∂L/∂h_{t-1}, ∂L/∂c_{t-1}
+        da       (B, 4H)    out: ∂L/∂a (gate pre-activations), row-major for the GEMMs here and after the loop
+        work     (2, B, H)  scratch
         """
         H = self.hidden_size
-        i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
-        c_prev = hc_prev[:, H:]
-        dh, dc_next = dhc[:, :H], dhc[:, H:]
-        da_i, da_f, da_g, da_o = da[:, :H], da[:, H:2 * H], da[:, 2 * H:3 * H], da[:, 3 * H:]
-        np.multiply(dh * tc, o * (1 - o), out=da_o)     # ∂L/∂a_o = ∂L/∂h_t ⊙ tanh(c_t) ⊙ σ'(a_o)
-        dc = dc_next + dh * o * (1 - tc * tc)           # ∂L/∂c_t = ∂L/∂c_t(next) + ∂L/∂h_t ⊙ o_t ⊙ tanh'(c_t) ...
+        dh, dc_next = ds
+        dh_prev, dc = ds_prev       # ∂L/∂c_t is built in the slot of ∂L/∂c_{t-1}: ⊙ f_t below makes it that
+        da_g = to_gate_major(da)
+        tmp = work[0]
+        np.multiply(K[3], dh, out=da_g[3])              # ∂L/∂a_o = ∂L/∂h_t ⊙ tanh(c_t) ⊙ σ'(a_o)          (B, H)
+        np.multiply(dh, k_c, out=dc)
+        dc += dc_next                                   # ∂L/∂c_t = ∂L/∂c_t(next) + ∂L/∂h_t ⊙ o_t ⊙ tanh'(c_t) ...
         if self.peephole == "full":
-            dc += da_o @ self.params["W_co"].T          #          ... + W_coᵀ ∂L/∂a_o  (o_t peeks at c_t)
+            np.matmul(da[:, 3 * H:], W_T["W_co"], out=tmp)
+            dc += tmp                                   #          ... + W_coᵀ ∂L/∂a_o  (o_t peeks at c_t)
         elif self.peephole == "diagonal":
-            dc += da_o * self.params["p_co"]            #          ... + w_co ⊙ ∂L/∂a_o
-        np.multiply(dc * g, i * (1 - i), out=da_i)      # ∂L/∂a_i = ∂L/∂c_t ⊙ c~_t ⊙ σ'(a_i)
-        np.multiply(dc * c_prev, f * (1 - f), out=da_f)  # ∂L/∂a_f = ∂L/∂c_t ⊙ c_{t-1} ⊙ σ'(a_f)
-        np.multiply(dc * i, 1 - g * g, out=da_g)        # ∂L/∂a_c = ∂L/∂c_t ⊙ i_t ⊙ tanh'(a_c)
+            np.multiply(da_g[3], W_T["p_co"], out=tmp)
+            dc += tmp                                   #          ... + w_co ⊙ ∂L/∂a_o
+        # ∂L/∂a_i = ∂L/∂c_t ⊙ c~_t ⊙ σ'(a_i),  ∂L/∂a_f = ∂L/∂c_t ⊙ c_{t-1} ⊙ σ'(a_f),
+        # ∂L/∂a_c = ∂L/∂c_t ⊙ i_t ⊙ tanh'(a_c)
+        np.multiply(K[:3], dc, out=da_g[:3])            #                                                  (3, B, H)
+        np.matmul(da, W_T["W_h"], out=dh_prev)          # ∂L/∂h_{t-1} = W_hᵀ ∂L/∂a                         (B, H)
+        dc *= f                                         # ∂L/∂c_{t-1} = ∂L/∂c_t ⊙ f_t ...
         if self.peephole == "full":
-            dhc_prev = da @ W_rec.T                     # [W_hᵀ ∂L/∂a | W_cᵀ ∂L/∂a_{i,f,c}]           (B, 2H)
-            dhc_prev[:, H:] += dc * f                   # ∂L/∂c_{t-1} += ∂L/∂c_t ⊙ f_t
-        else:
-            dhc_prev = np.empty_like(dhc)
-            np.matmul(da, W_rec.T, out=dhc_prev[:, :H])  # ∂L/∂h_{t-1} = W_hᵀ ∂L/∂a
-            np.multiply(dc, f, out=dhc_prev[:, H:])     # ∂L/∂c_{t-1} = ∂L/∂c_t ⊙ f_t ...
-            if self.peephole == "diagonal":
-                p_c = self.params["p_c"]
-                dhc_prev[:, H:] += da_i * p_c[:H] + da_f * p_c[H:]  # ... + w_ci ⊙ ∂L/∂a_i + w_cf ⊙ ∂L/∂a_f
-        return dhc_prev
+            np.matmul(da[:, :3 * H], W_T["W_c"], out=tmp)
+            dc += tmp                                   #  ... + W_cᵀ ∂L/∂a_{i,f,c}
+        elif self.peephole == "diagonal":
+            np.multiply(da_g[:2], W_T["p_c"], out=work)
+            dc += work[0]                               #  ... + w_ci ⊙ ∂L/∂a_i
+            dc += work[1]                               #  ... + w_cf ⊙ ∂L/∂a_f
 
-    def accumulate_grads(self, x, hc_prev, c, da):
+    def accumulate_grads(self, x, h_prev, c_prev, c, da):
         """Weight gradients of N = T·B rows at once (one GEMM per matrix, after the backward loop).
 
-        x (N, D) inputs, hc_prev (N, 2H) [h_{t-1} | c_{t-1}], c (N, H) c_t, da (N, 4H) ∂L/∂a.
+        x (N, D) inputs, h_prev, c_prev (N, H) h_{t-1}, c_{t-1}, c (N, H) c_t, da (N, 4H) ∂L/∂a in the fused
+        column order of the weights (row-major, as the GEMMs want it).
         """
         H = self.hidden_size
         g = self.grads
         g["W_x"] += x.T @ da                            # ∂L/∂W_x = Σ_t x_tᵀ ∂L/∂a_t                     (D, 4H)
+        g["W_h"] += h_prev.T @ da                       # ∂L/∂W_h = Σ_t h_{t-1}ᵀ ∂L/∂a_t                 (H, 4H)
         g["b"] += da.sum(axis=0)                        # ∂L/∂b = Σ_t ∂L/∂a_t
         if self.peephole == "full":
-            dW_rec = hc_prev.T @ da                     # [h_{t-1} | c_{t-1}]ᵀ ∂L/∂a                      (2H, 4H)
-            g["W_h"] += dW_rec[:H]
-            g["W_c"] += dW_rec[H:, :3 * H]              # the c-rows of o's column are not a parameter
-            g["W_co"] += c.T @ da[:, 3 * H:]            # ∂L/∂W_co = Σ_t c_tᵀ ∂L/∂a_o
-        else:
-            g["W_h"] += hc_prev[:, :H].T @ da           # ∂L/∂W_h = Σ_t h_{t-1}ᵀ ∂L/∂a_t
-        if self.peephole == "diagonal":
-            c_prev = hc_prev[:, H:]
+            g["W_c"] += c_prev.T @ da[:, :3 * H]        # ∂L/∂W_c = Σ_t c_{t-1}ᵀ ∂L/∂a_{i,f,c}           (H, 3H)
+            g["W_co"] += c.T @ da[:, 3 * H:]            # ∂L/∂W_co = Σ_t c_tᵀ ∂L/∂a_o                     (H, H)
+        elif self.peephole == "diagonal":
             g["p_c"][:H] += (da[:, :H] * c_prev).sum(axis=0)        # ∂L/∂w_ci = Σ ∂L/∂a_i ⊙ c_{t-1}
             g["p_c"][H:] += (da[:, H:2 * H] * c_prev).sum(axis=0)   # ∂L/∂w_cf = Σ ∂L/∂a_f ⊙ c_{t-1}
             g["p_co"] += (da[:, 3 * H:] * c).sum(axis=0)            # ∂L/∂w_co = Σ ∂L/∂a_o ⊙ c_t
@@ -247,25 +325,26 @@ class LSTMCell:
         """One step: x (B, D), h_prev (B, H), c_prev (B, H) -> h_t (B, H), c_t (B, H)."""
         x = as_float_array("x", x, self.dtype, (None, self.input_size))
         B, H = x.shape[0], self.hidden_size
-        hc_prev = np.concatenate([as_float_array("h_prev", h_prev, self.dtype, (B, H)),
-                                  as_float_array("c_prev", c_prev, self.dtype, (B, H))], axis=1)
-        W_rec = self.recurrent_matrix()
-        a = x @ self.params["W_x"] + self.params["b"]   # x_t W_x + b                                  (B, 4H)
-        hc, tc = np.empty_like(hc_prev), np.empty((B, H), dtype=self.dtype)
-        self.step_forward(a, hc_prev, hc, tc, W_rec)
-        self._step_cache = (x, a, hc_prev, hc, tc, W_rec)
-        return hc[:, :H].copy(), hc[:, H:].copy()
+        s_prev = np.stack([as_float_array("h_prev", h_prev, self.dtype, (B, H)),
+                           as_float_array("c_prev", c_prev, self.dtype, (B, H))])
+        W = self.forward_weights(B)
+        a = to_gate_major(x @ self.params["W_x"]) + W["b"]   # x_t W_x + b                                (4, B, H)
+        s, tc = np.empty_like(s_prev), np.empty((B, H), dtype=self.dtype)
+        self.step_forward(a, s_prev, s, tc, W, np.empty((B, 4 * H), dtype=self.dtype))
+        self._step_cache = (x, a, s_prev, s, tc)
+        return s[0].copy(), s[1].copy()
 
     def backward(self, dh, dc):
         """Backward of the last `forward`: returns dx (B, D), dh_prev (B, H), dc_prev (B, H); accumulates grads."""
         if self._step_cache is None:
             raise ValueError("backward() called before forward()")
-        x, gates, hc_prev, hc, tc, W_rec = self._step_cache
+        x, gates, s_prev, s, tc = self._step_cache
         B, H = x.shape[0], self.hidden_size
-        dhc = np.concatenate([as_float_array("dh", dh, self.dtype, (B, H)),
-                              as_float_array("dc", dc, self.dtype, (B, H))], axis=1)
-        da = np.empty_like(gates)
-        dhc_prev = self.step_backward(dhc, gates, hc_prev, hc, tc, da, W_rec)
-        self.accumulate_grads(x, hc_prev, hc[:, H:], da)
+        ds = np.stack([as_float_array("dh", dh, self.dtype, (B, H)), as_float_array("dc", dc, self.dtype, (B, H))])
+        K, k_c = np.empty_like(gates), np.empty_like(tc)
+        self.local_derivatives(gates, s_prev[1], tc, K, k_c)
+        ds_prev, da = np.empty_like(ds), np.empty((B, 4 * H), dtype=self.dtype)
+        self.step_backward(ds, K, k_c, gates[1], self.backward_weights(B), ds_prev, da, np.empty_like(ds))
+        self.accumulate_grads(x, s_prev[0], s_prev[1], s[1], da)
         dx = da @ self.params["W_x"].T                  # ∂L/∂x_t = W_xᵀ ∂L/∂a
-        return dx, dhc_prev[:, :H].copy(), dhc_prev[:, H:].copy()
+        return dx, ds_prev[0], ds_prev[1]

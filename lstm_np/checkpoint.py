@@ -17,36 +17,20 @@ checkpoint or the new one, never a mix.
 import json
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
+from .data import TEMP_PREFIX, atomic_write
+
 MANIFEST = "checkpoint.json"
 FORMAT = "lstm_np-checkpoint-1"
-TEMP_PREFIX = ".tmp-"
 STEP_FILE = re.compile(r"(weights|optimizer|best)-\d+\.npz")   # the array files save() writes
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, truncated, corrupted, unsafe or incompatible; the message names the file."""
-
-
-def atomic_write(path, write):
-    """Call write(file object) on a temporary file beside `path`, fsync it, then os.replace it onto `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def write_json(path, obj):

@@ -10,6 +10,7 @@ run, 130/143 after SIGINT/SIGTERM (a checkpoint is written first).
 """
 import argparse
 import dataclasses
+import math
 import os
 import signal
 import sys
@@ -36,51 +37,25 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def number_type(convert, expected, ok):
+    """An argparse `type`: text -> convert(text) if that succeeds and ok(value) holds, else the error
+    "expected <expected>, got <text>" (argparse prefixes the flag's name)."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
 
 
-def nonneg_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
-
-
-def nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
-
-
-def positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < v < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return v
-
-
-def dropout_rate(text):
-    v = nonneg_float(text)
-    if v >= 1:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
-    return v
+positive_int = number_type(int, "a positive integer", lambda v: v >= 1)
+nonneg_int = number_type(int, "an integer >= 0", lambda v: v >= 0)
+positive_float = number_type(float, "a finite number > 0", lambda v: 0 < v < math.inf)   # nan fails every test
+nonneg_float = number_type(float, "a finite number >= 0", lambda v: 0 <= v < math.inf)
+dropout_rate = number_type(float, "a rate in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def add_threads_flag(group):

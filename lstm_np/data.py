@@ -1,4 +1,5 @@
-"""Text → padded id batches: tokenization, Vocab, TSV loading, padding and length-bucketed batching.
+"""Text → padded id batches: tokenization, Vocab, TSV loading, padding and length-bucketed batching; and
+`atomic_write`, through which every file lstm_np saves (vocabularies here, checkpoints in checkpoint.py) goes.
 
 Every vocabulary reserves the same four ids, which the models rely on:
 
@@ -15,13 +16,15 @@ import re
 import tempfile
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 TOKEN_MODES = ("char", "word")
+TEMP_PREFIX = ".tmp-"   # names of atomic_write's temporary files: a kill mid-write leaves only these behind
 
 # A word is a run of letters/digits, optionally joined by apostrophes ("don't", "c'est", "aujourd’hui");
 # any other non-space character (punctuation, symbols, the hyphen of "est-ce") is a token on its own.
@@ -32,6 +35,22 @@ _NO_SPACE_AFTER = frozenset("([{«")
 
 class DataError(ValueError):
     """A malformed or unreadable data file; the message starts with "path:" or "path:lineno:"."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call write(file object) on a temporary file beside `path`, fsync it, then os.replace it onto `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _check_mode(tokens: str) -> None:
@@ -153,16 +172,8 @@ class Vocab:
         return cls(d["itos"], d["tokens"], d["lower"])
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write `to_dict()` as UTF-8 JSON, atomically (temp file in the same directory, then rename)."""
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".vocab-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        """Write `to_dict()` as UTF-8 JSON, atomically (`atomic_write`)."""
+        atomic_write(path, lambda f: f.write(json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8")))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocab":
@@ -260,13 +271,3 @@ def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | 
         idx = idx[np.argsort(lengths[idx], kind="stable")]
         out.extend(idx[k: k + batch_size].astype(np.int64) for k in range(0, len(idx), batch_size))
     return [out[k] for k in rng.permutation(len(out))]
-
-
-def encode_pairs(pairs: Iterable[tuple[str, str]], src_vocab: Vocab,
-                 tgt_vocab: Vocab) -> tuple[list[list[int]], list[list[int]]]:
-    """Encode (source, target) text pairs: source ids as is, target ids with EOS appended."""
-    src_ids, tgt_ids = [], []
-    for src, tgt in pairs:
-        src_ids.append(src_vocab.encode(src))
-        tgt_ids.append(tgt_vocab.encode(tgt) + [EOS])
-    return src_ids, tgt_ids

@@ -13,18 +13,7 @@ import numpy as np
 
 from .data import BOS, EOS, PAD, pad_batch
 from .functional import log_softmax
-from .seq2seq import lengths_of, reverse_within_lengths
-
-
-def _source_order(model, alpha, src):
-    """Attention weights (B, n, S) over the encoder's reading order -> over the source's own positions."""
-    if not model.reverse_source:
-        return alpha
-    lengths = lengths_of(np.asarray(src))
-    B, n, S = alpha.shape
-    pos = np.arange(S)[None, :]
-    idx = np.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)   # its own inverse
-    return np.take_along_axis(alpha, idx[:, None, :], axis=2)
+from .seq2seq import lengths_of, reverse_within_lengths, teacher_forcing_input
 
 
 def greedy(model, src, max_len, length_penalty=1.0):
@@ -56,9 +45,9 @@ def attention_weights(model, src, outputs):
     (len(outputs[b]) + 1, S) over the source's positions (the last row is the step that emits EOS)."""
     tgt = pad_batch([list(o) for o in outputs], add_eos=True)
     keys, h0, c0, mask, summary = model.encode(src)
-    dec_in = np.concatenate([np.full((tgt.shape[0], 1), BOS), tgt[:, :-1]], axis=1)
-    _, _, alpha = model.decoder.forward(dec_in.T, h0, c0, summary, keys, mask)
-    alpha = _source_order(model, alpha, src)
+    _, _, alpha = model.decoder.forward(teacher_forcing_input(tgt).T, h0, c0, summary, keys, mask)  # (B, n, S)
+    if model.reverse_source:  # from the encoder's reading order back to the source's own positions
+        alpha = reverse_within_lengths(alpha, lengths_of(np.asarray(src)))
     return [alpha[b, :len(o) + 1] for b, o in enumerate(outputs)]
 
 

@@ -1,37 +1,12 @@
-"""Numerically stable elementwise math shared by every module.
+"""Numerically stable elementwise math: log-softmax and softmax (the loss, decoding and attention use
+them), and an exactly rounded fused multiply-add (the optimizers use it to match torch's bits).
 
-The derivatives take the function's OUTPUT, not its input: the forward pass already stored σ(x) and
-tanh(x) in its cache, so the backward pass never recomputes an exponential.
+The LSTM gates' σ and tanh live in cell.py, next to the equations they implement.
 """
 
 import numpy as np
-from scipy.special import expit
 
-__all__ = ["sigmoid", "tanh", "dsigmoid_from_output", "dtanh_from_output", "log_softmax", "softmax", "fma"]
-
-
-def sigmoid(x, out=None):
-    """σ(x) = 1 / (1 + e^{-x}), elementwise; same shape and (floating) dtype as x.
-
-    scipy's expit evaluates the form that cannot overflow for either sign of x, so x = ±1e4 gives
-    exactly 1 and 0 without an overflow warning, in float32 and float64 alike.
-    """
-    return expit(x, out=out)
-
-
-def tanh(x, out=None):
-    """tanh(x) = (e^x - e^{-x}) / (e^x + e^{-x}), elementwise; same shape and dtype as x."""
-    return np.tanh(x, out=out)
-
-
-def dsigmoid_from_output(s):
-    """dσ/dx written with s = σ(x):  σ'(x) = s ⊙ (1 - s)."""
-    return s * (1 - s)
-
-
-def dtanh_from_output(t):
-    """d tanh/dx written with t = tanh(x):  tanh'(x) = 1 - t²."""
-    return 1 - t * t
+__all__ = ["log_softmax", "softmax", "fma"]
 
 
 def log_softmax(x, axis=-1):
@@ -45,7 +20,10 @@ def log_softmax(x, axis=-1):
 
 
 def softmax(x, axis=-1):
-    """softmax(x)_k = e^{x_k - m} / Σ_j e^{x_j - m},  m = max_j x_j, along `axis`; same shape and dtype as x."""
+    """softmax(x)_k = e^{x_k - m} / Σ_j e^{x_j - m},  m = max_j x_j, along `axis`; same shape and dtype as x.
+
+    An entry of -inf (a masked position) gets exactly 0, as long as its slice holds a finite entry.
+    """
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
 

@@ -108,7 +108,7 @@ def worst_by_parameter(errors):
     return worst
 
 
-def main(argv=None):
+def main():
     """Print the table of worst relative errors; exit status 1 if any exceeds TOLERANCE."""
     columns, results = [], []
     for peephole, masked, layers, bidir in CONFIGS:

@@ -6,14 +6,9 @@ returns the input gradient and ACCUMULATES (+=) the parameter gradients; `zero_g
 
 import numpy as np
 
+from .cell import _check_size
+
 __all__ = ["Embedding", "Linear"]
-
-
-def _check_size(name, value):
-    """A layer size: a positive int (bool excluded)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _check_float_dtype(dtype):

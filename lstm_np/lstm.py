@@ -2,14 +2,17 @@
 
 Time-major throughout: x is (T, B, D). For each layer and direction the loop is
 
-    forward:  A = X W_x + b for all T steps in ONE GEMM          (T, B, 4H)
-              for t = 0..T-1: cell.step_forward(A[t], HC[t] -> HC[t+1])     one (B, ·) x (·, 4H) GEMM per step
-    backward: for t = T-1..0: cell.step_backward(...) -> dA[t], ∂L/∂[h_{t-1} | c_{t-1}]
-              ∂L/∂W_x, ∂L/∂W_h, ... as ONE GEMM each over all T·B rows, ∂L/∂X = dA W_xᵀ as one GEMM
+    forward:  A = X W_x + b for all T steps in ONE GEMM, stored gate-major               (T, 4, B, H)
+              for t = 0..T-1: cell.step_forward(A[t], S[:, t] -> S[:, t+1])     one (B, H) x (H, 4H) GEMM per step
+    backward: the local derivatives of all T steps at once, then
+              for t = T-1..0: cell.step_backward(...) -> dA[t], ∂L/∂h_{t-1}, ∂L/∂c_{t-1}
+              ∂L/∂W_x, ∂L/∂W_h, ... and ∂L/∂X = dA W_xᵀ as ONE GEMM each over all T·B rows
 
 Everything a step needs for its backward lives in three preallocated arrays per layer and direction (no
-per-step Python lists): A (T, B, 4H) holds the activated gates, HC (T+1, B, 2H) the states [h_t | c_t],
-TC (T, B, H) tanh(c_t).
+per-step Python lists), laid out as the step wants them (see cell.py) so that each step's blocks are
+contiguous: A (T, 4, B, H) the activated gates (gate-major), S (2, T+1, B, H) the states h_t (S[0]) and c_t
+(S[1]), TC (T, B, H) tanh(c_t). S[0, 1:] is y, and S[0, :-1], S[1, :-1] are the (T·B, H) left operands of the
+weight GEMMs.
 
 Variable-length batches (`lengths`, the semantics of packed sequences): at steps t >= lengths[b] row b's
 (h, c) are carried unchanged, its output is zero and no gradient flows through the step; h_n, c_n are the
@@ -19,7 +22,7 @@ inverse, so the same gather puts its outputs back in place.
 """
 import numpy as np
 
-from .cell import LSTMCell, as_float_array, check_dtype, check_peephole
+from .cell import LSTMCell, as_float_array, check_dtype, check_peephole, to_gate_major
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -143,34 +146,34 @@ class LSTM:
             for d in range(nd):
                 k = layer * nd + d
                 xin = layer_in if d == 0 else layer_in[rev, cols]
-                hc0 = np.concatenate([h0[k], c0[k]], axis=1)
-                y_d, hc_T, cache = self._forward_one(self._cells[k], xin, hc0, mask)
+                y_d, (h_n[k], c_n[k]), cache = self._forward_one(self._cells[k], xin, h0[k], c0[k], mask)
                 outs.append(y_d if d == 0 else y_d[rev, cols])
-                h_n[k], c_n[k] = hc_T[:, :H], hc_T[:, H:]
                 caches.append(cache)
             layer_in = outs[0] if nd == 1 else np.concatenate(outs, axis=2)
         self._cache = (caches, drop_masks, mask, rev, cols, (T, B))
         return layer_in, (h_n, c_n)
 
-    def _forward_one(self, cell, x, hc0, mask):
-        """One layer, one direction: x (T, B, D), hc0 (B, 2H) -> y (T, B, H), [h_T | c_T] (B, 2H), cache."""
+    def _forward_one(self, cell, x, h0, c0, mask):
+        """One layer, one direction: x (T, B, D), h0, c0 (B, H) -> y (T, B, H), (h_T, c_T), cache."""
         T, B, D = x.shape
         H = cell.hidden_size
-        W_rec = cell.recurrent_matrix()
-        A = (x.reshape(T * B, D) @ cell.params["W_x"]).reshape(T, B, 4 * H)  # x_t W_x, all steps in one GEMM
-        A += cell.params["b"]                                                 # + b                  (T, B, 4H)
-        HC = np.empty((T + 1, B, 2 * H), dtype=cell.dtype)                    # [h_t | c_t], HC[0] = initial
+        W = cell.forward_weights(B)
+        A = np.empty((T, 4, B, H), dtype=cell.dtype)                         # the gates of every step
+        XW = (x.reshape(T * B, D) @ cell.params["W_x"]).reshape(T, B, 4 * H)  # x_t W_x, all steps in one GEMM
+        np.add(to_gate_major(XW), W["b"], out=A)                              # + b, gate-major    (T, 4, B, H)
+        S = np.empty((2, T + 1, B, H), dtype=cell.dtype)                      # h_t, c_t; S[:, 0] = initial
+        S[0, 0], S[1, 0] = h0, c0
         TC = np.empty((T, B, H), dtype=cell.dtype)                            # tanh(c_t)
-        HC[0] = hc0
+        work = np.empty((B, 4 * H), dtype=cell.dtype)                         # the steps' GEMM scratch
         for t in range(T):
-            cell.step_forward(A[t], HC[t], HC[t + 1], TC[t], W_rec)
+            cell.step_forward(A[t], S[:, t], S[:, t + 1], TC[t], W, work)
             if mask is not None:
                 pad = ~mask[t]
-                HC[t + 1][pad] = HC[t][pad]                                   # padded rows carry (h, c)
-        y = HC[1:, :, :H].copy()                                              # (T, B, H)
+                S[:, t + 1, pad] = S[:, t, pad]                               # padded rows carry (h, c)
+        y = S[0, 1:].copy()                                                   # (T, B, H)
         if mask is not None:
             y *= mask[:, :, None]                                             # padded outputs are zero
-        return y, HC[T], (x, A, HC, TC, W_rec)
+        return y, (S[0, T], S[1, T]), (x, A, S, TC)
 
     # ----------------------------------------------------------------------------------------------
     def backward(self, dy, dh_n=None, dc_n=None):
@@ -193,37 +196,43 @@ class LSTM:
                 dy_d = d_out[:, :, d * H:(d + 1) * H]
                 if d == 1:
                     dy_d = dy_d[rev, cols]
-                dhc_T = np.concatenate([dh_n[k], dc_n[k]], axis=1)
-                dx_d, dhc0 = self._backward_one(self._cells[k], dy_d, dhc_T, caches[k], mask)
+                dx_d, (dh0[k], dc0[k]) = self._backward_one(self._cells[k], dy_d, dh_n[k], dc_n[k], caches[k],
+                                                            mask)
                 if d == 1:
                     dx_d = dx_d[rev, cols]
                 d_in = dx_d if d_in is None else d_in + dx_d
-                dh0[k], dc0[k] = dhc0[:, :H], dhc0[:, H:]
             if drop_masks[layer] is not None:
                 d_in *= drop_masks[layer]                                     # ∂(x ⊙ m)/∂x = m
             d_out = d_in
         return d_out, (dh0, dc0)
 
-    def _backward_one(self, cell, dy, dhc_T, cache, mask):
-        """One layer, one direction: dy (T, B, H), dhc_T (B, 2H) -> dx (T, B, D), ∂L/∂[h_0 | c_0] (B, 2H)."""
-        x, A, HC, TC, W_rec = cache
+    def _backward_one(self, cell, dy, dh_T, dc_T, cache, mask):
+        """One layer, one direction: dy (T, B, H), dh_T, dc_T (B, H) -> dx (T, B, D), (∂L/∂h_0, ∂L/∂c_0)."""
+        x, A, S, TC = cache
         T, B, D = x.shape
         H = cell.hidden_size
-        dA = np.empty_like(A)                                                 # ∂L/∂a_t for all steps (T, B, 4H)
-        dhc = dhc_T.copy()                                                    # running [∂L/∂h_t | ∂L/∂c_t]
+        W_T = cell.backward_weights(B)
+        K = np.empty_like(A)                                                  # (T, 4, B, H)
+        K_c = np.empty_like(TC)
+        # the factors of ∂L/∂a that need no upstream gradient, for all T steps at once: the loop below
+        # only multiplies them in (a handful of array operations per step instead of ~25)
+        cell.local_derivatives(A.swapaxes(0, 1), S[1, :-1], TC, K.swapaxes(0, 1), K_c)
+        if mask is not None:
+            dy = dy * mask[:, :, None]                                        # padded outputs were zeros
+        dA = np.empty((T, B, 4 * H), dtype=cell.dtype)                        # ∂L/∂a of every step, row-major
+        ds = np.stack([dh_T, dc_T])                                           # running ∂L/∂h_t, ∂L/∂c_t (2, B, H)
+        ds_prev, work = np.empty_like(ds), np.empty_like(ds)
         for t in reversed(range(T)):
-            if mask is None:
-                dhc[:, :H] += dy[t]                                           # ∂L/∂h_t += output gradient
-            else:
-                dhc[:, :H] += dy[t] * mask[t][:, None]                        # padded outputs were zeros
-            dhc_prev = cell.step_backward(dhc, A[t], HC[t], HC[t + 1], TC[t], dA[t], W_rec)
+            ds[0] += dy[t]                                                    # ∂L/∂h_t += output gradient
+            cell.step_backward(ds, K[t], K_c[t], A[t, 1], W_T, ds_prev, dA[t], work)
             if mask is not None:
                 pad = ~mask[t]
-                dA[t][pad] = 0                                                # no gradient through padded steps
-                dhc_prev[pad] = dhc[pad]                                      # the carried state passes it on
-            dhc = dhc_prev
-        dA2 = dA.reshape(T * B, 4 * H)
-        cell.accumulate_grads(x.reshape(T * B, D), HC[:-1].reshape(T * B, 2 * H),
-                              HC[1:, :, H:].reshape(T * B, H), dA2)
-        dx = (dA2 @ cell.params["W_x"].T).reshape(T, B, D)                    # ∂L/∂x_t = dA_t W_xᵀ, one GEMM
-        return dx, dhc
+                dA[t, pad] = 0                                                # no gradient through padded steps
+                ds_prev[:, pad] = ds[:, pad]                                  # the carried state passes it on
+            ds, ds_prev = ds_prev, ds                                         # two buffers, swapped every step
+        N = T * B
+        dA = dA.reshape(N, 4 * H)
+        cell.accumulate_grads(x.reshape(N, D), S[0, :-1].reshape(N, H), S[1, :-1].reshape(N, H),
+                              S[1, 1:].reshape(N, H), dA)
+        dx = (dA @ cell.params["W_x"].T).reshape(T, B, D)                     # ∂L/∂x_t = dA_t W_xᵀ, one GEMM
+        return dx, (ds[0], ds[1])

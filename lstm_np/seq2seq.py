@@ -9,15 +9,16 @@
 Hd = num_directions * hidden_size: a bidirectional encoder's forward and backward final states are
 concatenated into the decoder's initial state, layer by layer.
 
-"Peeky" decoder (Saito, Deep Learning from Scratch 2): without attention, the encoder's summary (the top
-layer's final h) is concatenated to the decoder's input at every step and to the output layer's input, so
-the decoder never has to carry it through its own state. With attention, the attention context plays that
-role (Luong's attentional hidden state h~_t = tanh(W_c [ctx_t ; h_t]) feeds the output layer).
+"Peeky" decoder (Saito, Deep Learning from Scratch 2): the encoder's summary (the top layer's final h) is
+concatenated to the decoder's input at every step and, without attention, to the output layer's input, so
+the decoder never has to carry it through its own state. With attention the output layer reads Luong's
+attentional hidden state h~_t = tanh(W_c [ctx_t ; h_t]) instead; peeky then only widens the decoder's input.
 """
 import numpy as np
 
 from .attention import Attention, check_attention
-from .data import BOS, EOS, PAD, UNK
+from .cell import _check_size, check_dtype
+from .data import BOS, PAD, UNK
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
 from .lstm import LSTM
@@ -43,12 +44,18 @@ def lengths_of(ids):
     return np.maximum((ids != PAD).sum(axis=1), 1)
 
 
-def reverse_within_lengths(ids, lengths):
-    """Row b's first lengths[b] tokens reversed, padding left in place: (B, S) -> (B, S)."""
-    B, S = ids.shape
+def reverse_within_lengths(x, lengths):
+    """x (B, ..., S) -> same shape, row b's first lengths[b] entries along the last axis reversed and the rest
+    left in place: token ids (B, S), or attention weights (B, T, S) over them. The map is its own inverse."""
+    S = x.shape[-1]
     pos = np.arange(S)[None, :]
-    src_pos = np.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)
-    return np.take_along_axis(ids, src_pos, axis=1)
+    src_pos = np.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)         # (B, S)
+    return np.take_along_axis(x, src_pos.reshape((len(lengths),) + (1,) * (x.ndim - 2) + (S,)), axis=-1)
+
+
+def teacher_forcing_input(tgt):
+    """tgt (B, T) -> the decoder's inputs (B, T): BOS, y_1 .. y_{T-1}."""
+    return np.concatenate([np.full((tgt.shape[0], 1), BOS), tgt[:, :-1]], axis=1)
 
 
 class Encoder:
@@ -121,7 +128,7 @@ class Decoder:
     def forward(self, ids, h0, c0, summary, keys, mask):
         """ids (T, B), h0/c0 (L, B, Hd), summary (B, Hd), keys (B, S, Hd), mask (B, S)
         -> logits (T, B, V), (h_n, c_n), attention weights (B, T, S) or None."""
-        T, B = ids.shape
+        T = ids.shape[0]
         x = self.embed.forward(ids)                                         # (T, B, E)
         if self.peeky:
             x = np.concatenate([x, np.broadcast_to(summary, (T,) + summary.shape)], axis=2)  # (T, B, E+Hd)
@@ -179,6 +186,7 @@ class Seq2Seq:
         for name, v in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size)]:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= UNK:
                 raise ValueError(f"{name} must be an integer > {UNK} (the special tokens take ids 0..{UNK}), got {v!r}")
+        _check_size("embed_size", embed_size)   # checked here: the Embedding layers would call it embedding_dim
         self.attention = check_attention(attention)
         self.peeky = (attention is None) if peeky is None else bool(peeky)
         self.reverse_source = (not bidirectional and attention is None) if reverse_source is None \
@@ -186,9 +194,13 @@ class Seq2Seq:
         self.config = dict(src_vocab_size=int(src_vocab_size), tgt_vocab_size=int(tgt_vocab_size),
                            embed_size=embed_size, hidden_size=hidden_size, num_layers=num_layers,
                            peephole=peephole, bidirectional=bool(bidirectional), dropout=dropout,
-                           attention=attention, dtype=np.dtype(dtype).name, seed=seed, peeky=self.peeky,
+                           attention=attention, dtype=check_dtype(dtype).name, seed=seed, peeky=self.peeky,
                            reverse_source=self.reverse_source)
-        seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(7)]  # one per module
+        try:
+            seed_seq = np.random.SeedSequence(seed)
+        except (TypeError, ValueError):
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}") from None
+        seeds = [int(s.generate_state(1)[0]) for s in seed_seq.spawn(7)]  # one per module
         self.encoder = Encoder(src_vocab_size, embed_size, hidden_size, num_layers, peephole, bidirectional,
                                dropout, self.reverse_source, dtype, seeds[:2])
         Hd = hidden_size * self.encoder.lstm.num_directions
@@ -231,7 +243,7 @@ class Seq2Seq:
         if not (tgt != PAD).any(axis=1).all():
             raise ValueError("tgt has a row with no real token: every target must end with EOS")
         keys, h0, c0, mask, summary = self.encode(src)
-        dec_in = np.concatenate([np.full((tgt.shape[0], 1), BOS), tgt[:, :-1]], axis=1)  # BOS, y_1 .. y_{T-1}
+        dec_in = teacher_forcing_input(tgt)                                               # BOS, y_1 .. y_{T-1}
         logits, _, _ = self.decoder.forward(dec_in.T, h0, c0, summary, keys, mask)       # (T, B, V)
         loss, dlogits = masked_cross_entropy(logits, tgt.T, tgt.T != PAD)
         self._cache = dlogits
@@ -252,10 +264,7 @@ class Seq2Seq:
         return_attention, a list of (len(out) + 1, S) attention arrays over the source's positions, the
         last row for the step that emits EOS; None without attention)."""
         from .decoding import attention_weights, beam_search, greedy
-        if isinstance(beam_size, bool) or not isinstance(beam_size, (int, np.integer)) or beam_size < 1:
-            raise ValueError(f"beam_size must be an integer >= 1, got {beam_size!r}")
-        if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
-            raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}")
+        beam_size, max_len = _check_size("beam_size", beam_size), _check_size("max_len", max_len)
         if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(length_penalty) or length_penalty < 0:
             raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")

@@ -43,7 +43,7 @@ class TrainConfig:
     test: str = None              # test TSV; built-in tasks have their own test split
     tokens: str = "char"          # "char" or "word" tokens (built-in tasks are char-level)
     lower: bool = False           # lower-case text before tokenizing
-    valid_fraction: float = 0.05  # share of --train sources held out for validation when --valid is absent
+    valid_fraction: float = 0.05  # share of --train sources (at most 2000) held out when --valid is absent
     # model
     embed_size: int = 64          # token embedding size
     hidden_size: int = 128        # LSTM units per layer and direction
@@ -198,7 +198,7 @@ class Trainer:
         self.tgt_vocab.save(self.ckpt.file("tgt_vocab.json"))
 
     def _resume(self):
-        self.model, self.src_vocab, self.tgt_vocab, saved = load_model(self.cfg.out, which="weights")
+        self.model, self.src_vocab, self.tgt_vocab, _ = load_model(self.cfg.out, which="weights")
         self.opt = Adam(self.model.named_parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         try:
             self.opt.load_state_dict(self.ckpt.load("optimizer"))

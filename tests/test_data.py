@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lstm_np.data import (BOS, EOS, PAD, SPECIALS, UNK, DataError, Vocab, batches, detokenize,
-                          encode_pairs, pad_batch, read_tsv, tokenize)
+from lstm_np.data import (BOS, EOS, PAD, SPECIALS, UNK, DataError, Vocab, batches, detokenize, pad_batch,
+                          read_tsv, tokenize)
 
 # ----------------------------------------------------------------------------- tokenization
 
@@ -210,13 +210,6 @@ def test_pad_batch_right_pads_to_the_longest_sequence():
         pad_batch([])
     with pytest.raises(ValueError, match=r"seqs\[1\]"):
         pad_batch([[1], [0.5]])
-
-
-def test_encode_pairs_appends_eos_to_targets_only():
-    src_vocab, tgt_vocab = Vocab.build(["ab"]), Vocab.build(["xy"])
-    src, tgt = encode_pairs([("ab", "yx")], src_vocab, tgt_vocab)
-    assert src == [src_vocab.encode("ab")]
-    assert tgt == [tgt_vocab.encode("yx") + [EOS]]
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

@@ -4,27 +4,8 @@ accumulation, and argument validation."""
 import numpy as np
 import pytest
 
+from lstm_np.gradcheck import numerical_gradient, relative_error
 from lstm_np.layers import Embedding, Linear
-
-EPS = 1e-6
-
-
-def numerical_grad(f, x):
-    """Central differences of the scalar f() with respect to every entry of x (perturbed in place)."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + EPS
-        up = f()
-        x[i] = old - EPS
-        down = f()
-        x[i] = old
-        grad[i] = (up - down) / (2 * EPS)
-    return grad
-
-
-def rel_error(a, n):
-    return np.linalg.norm(a - n) / (np.linalg.norm(a) + np.linalg.norm(n))
 
 
 def test_linear_grads_match_finite_differences():
@@ -37,8 +18,9 @@ def test_linear_grads_match_finite_differences():
 
     layer.forward(x)
     dx = layer.backward(upstream)
-    errors = {name: rel_error(grad, numerical_grad(loss, value)) for name, value, grad in layer.named_parameters()}
-    errors["x"] = rel_error(dx, numerical_grad(loss, x))
+    errors = {name: relative_error(grad, numerical_gradient(loss, value))
+              for name, value, grad in layer.named_parameters()}
+    errors["x"] = relative_error(dx, numerical_gradient(loss, x))
     bad = {name: err for name, err in errors.items() if not err < 1e-7}
     assert not bad, f"relative errors above 1e-7: {bad}"
 
@@ -90,7 +72,7 @@ def test_embedding_grad_matches_finite_differences():
     emb.forward(ids)
     assert emb.backward(upstream) is None
     (name, value, grad), = emb.named_parameters()
-    err = rel_error(grad, numerical_grad(loss, value))
+    err = relative_error(grad, numerical_gradient(loss, value))
     assert err < 1e-7, f"{name}: relative error {err:.2e}"
 
 

@@ -18,6 +18,12 @@ def randomize(module, rng, scale=0.5):
         value[...] = rng.normal(0.0, scale, size=value.shape)
 
 
+def assert_within_tolerance(errors):
+    """Every relative error of a gradient check at most TOLERANCE; else fail naming the arrays."""
+    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= TOLERANCE}
+    assert not bad, f"relative error above {TOLERANCE} for: {bad}"
+
+
 def make_problem(seed, T, B, D, H, layers=1, bidirectional=False, peephole="full", masked=False,
                  dtype=np.float64):
     rng = np.random.default_rng(seed)
@@ -67,8 +73,7 @@ def test_output_gate_peeks_at_the_new_cell_state():
                               for p, m, l, b in CONFIGS])
 def test_lstm_grads_match_finite_differences(peephole, masked, layers, bidirectional):
     errors = check_lstm(peephole, layers, bidirectional, masked, seed=3)
-    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= TOLERANCE}
-    assert not bad, f"relative error above {TOLERANCE} for: {bad}"
+    assert_within_tolerance(errors)
     expected = {"x", "h0", "c0"} | {f"l0.fwd.{n}" for n in ln.LSTMCell(1, 1, peephole).equation_params()}
     assert expected <= set(errors), "every parameter, x, h0 and c0 must be checked"
 
@@ -91,9 +96,7 @@ def test_single_cell_step_grads_match_finite_differences(peephole):
     dx, dh_prev, dc_prev = cell.backward(dh, dc)
     arrays = dict(cell.equation_params(), x=x, h_prev=h, c_prev=c)
     analytic = dict({k: v.copy() for k, v in cell.equation_grads().items()}, x=dx, h_prev=dh_prev, c_prev=dc_prev)
-    errors = check_gradients(loss, arrays, analytic)
-    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= TOLERANCE}
-    assert not bad, f"relative error above {TOLERANCE} for: {bad}"
+    assert_within_tolerance(check_gradients(loss, arrays, analytic))
 
 
 def test_dropout_between_layers_grads_match_finite_differences():
@@ -114,9 +117,7 @@ def test_dropout_between_layers_grads_match_finite_differences():
     dx, _ = lstm.backward(dy, dh_n, dc_n)
     arrays = {"x": x, **{n: v for n, v, _ in lstm.named_parameters()}}
     analytic = {"x": dx, **{n: g.copy() for n, _, g in lstm.named_parameters()}}
-    errors = check_gradients(loss, arrays, analytic)
-    bad = {k: f"{v:.2e}" for k, v in errors.items() if not v <= TOLERANCE}
-    assert not bad, f"relative error above {TOLERANCE} for: {bad}"
+    assert_within_tolerance(check_gradients(loss, arrays, analytic))
 
 
 def test_gradients_accumulate_until_zero_grad():

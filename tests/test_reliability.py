@@ -246,7 +246,7 @@ def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
         proc.kill()
         proc.communicate(timeout=30)
         if (run / "checkpoint.json").exists():
-            model, _, _, _ = load_model(run)                       # best weights
+            load_model(run)                                        # best weights
             load_model(run, which="weights")
             CheckpointDir(run).load("optimizer")
             steps.append(manifest(run)["step"])
