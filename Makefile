@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q --nbmake tests notebooks
 
 train: $(STAMP)
-	$(PY) -m lstm_np train --task addition --max-seconds 150 --out runs/addition --metrics-out runs/addition/metrics.json
+	$(PY) -m lstm_np train --task addition --max-seconds 150 --out runs/addition --overwrite --metrics-out runs/addition-metrics.json
 
 gradcheck: $(STAMP)
 	$(PY) -m lstm_np.gradcheck
