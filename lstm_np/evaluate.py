@@ -65,6 +65,8 @@ def evaluate(model, src_vocab, tgt_vocab, pairs, max_len, beam_size=1, with_bleu
         matched += token_matches(pred, best)
         total += len(best) + 1
     texts = [tgt_vocab.decode(p) for p in preds]
+    if tgt_vocab.lower:  # the model writes lower case: score against lower-cased references, as exact match does
+        grouped = [(src, [r.lower() for r in refs]) for src, refs in grouped]
     metrics = {"exact_match": exact / len(grouped), "token_accuracy": matched / total,
                "examples": len(grouped)}
     if with_bleu:

@@ -36,3 +36,20 @@ def test_token_matches_counts_positions_including_eos():
     assert token_matches([5, 6, 7], [5, 6, 7]) == 4          # three tokens and the EOS
     assert token_matches([5, 9], [5, 6, 7]) == 1
     assert token_matches([], []) == 1
+
+
+def test_lower_cased_vocabulary_is_scored_against_lower_cased_references():
+    import numpy as np
+
+    from lstm_np.data import Vocab
+    from lstm_np.evaluate import evaluate
+
+    vocab = Vocab.build(["Il fait beau ."], tokens="word", lower=True)
+
+    class Echo:  # a stand-in model that always outputs "il fait beau ."
+        def translate(self, src, max_len, beam_size):
+            return [vocab.encode("il fait beau .") for _ in range(np.asarray(src).shape[0])]
+
+    metrics, examples = evaluate(Echo(), vocab, vocab, [("x", "Il fait beau .")], max_len=10, with_bleu=True)
+    assert metrics["exact_match"] == 1.0
+    assert metrics["bleu"] == pytest.approx(100.0), "case must not cost BLEU when the model is trained lower-cased"
