@@ -171,6 +171,7 @@ class Trainer:
                           "max_len": 2 * max(len(self.tgt_vocab.encode(t)) for _, t in self.splits["train"]) + 10}
         self.train_src = [encode_source(self.src_vocab, s) for s, _ in self.splits["train"]]
         self.train_tgt = [self.tgt_vocab.encode(t) + [EOS] for _, t in self.splits["train"]]
+        self.train_lengths = [len(x) for x in self.train_src]            # what batching groups by
         self.batches_per_epoch = math.ceil(len(self.train_src) / cfg.batch_size)
         self.order = None
         self.stop_signal = None
@@ -224,17 +225,16 @@ class Trainer:
         """(src, tgt) padded id arrays of the next batch. Each epoch's order is drawn from the data RNG, whose
         state at the epoch's start is kept, so a resumed run redraws the same order and continues at `pos`."""
         s = self.state
-        lengths = [len(x) for x in self.train_src]
         if self.order is None:
             if s["epoch_rng"] is None:
                 s["epoch_rng"] = rng_state(self.data_rng)
             else:
                 self.data_rng.bit_generator.state = s["epoch_rng"]
-            self.order = batches(lengths, self.cfg.batch_size, self.data_rng)
+            self.order = batches(self.train_lengths, self.cfg.batch_size, self.data_rng)
         if s["pos"] >= len(self.order):
             s["epoch"], s["pos"] = s["epoch"] + 1, 0
             s["epoch_rng"] = rng_state(self.data_rng)
-            self.order = batches(lengths, self.cfg.batch_size, self.data_rng)
+            self.order = batches(self.train_lengths, self.cfg.batch_size, self.data_rng)
         idx = self.order[s["pos"]]
         s["pos"] += 1
         return pad_batch([self.train_src[i] for i in idx]), pad_batch([self.train_tgt[i] for i in idx])
