@@ -25,6 +25,7 @@ gradcheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_lstm.py
+	$(PY) benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -6,6 +6,9 @@ mean something; see `time_interleaved` for why blocks and not single calls):
 
   * GEMM: the machine's GEMM rate through numpy at this size, from ONE big `X @ W` of the x-projection's
     shape (T·B, D) x (D, 4H). "%GEMM" is lstm_np's GFLOP/s as a percentage of it.
+  * floor: lstm_np's GEMM calls alone, same shapes and count, no elementwise work (`floor_work`). The
+    least time any NumPy code running this algorithm on this BLAS can take; "floor/torch" above a target
+    ratio means the target is out of reach for per-step GEMMs through NumPy, however the rest is written.
   * torch (when it imports; it is never a dependency of lstm_np): peephole="none" runs torch.nn.LSTM;
     "diagonal" and "full" run the same peephole equations (DESIGN.md §1) written step by step with torch
     autograd, the way a user would (one matmul for the x-projection of all steps). "np/torch" is the ratio
@@ -124,6 +127,48 @@ def gemm_work(T, B, H, dtype, rng):
     return lambda: np.matmul(X, W, out=out), 2 * T * B * H * 4 * H
 
 
+def floor_work(T, B, H, peephole, dtype, rng):
+    """The GEMMs alone that one lstm_np forward + backward performs, with the same shapes, count and operand
+    layouts as lstm.py / cell.py and no elementwise work at all: no NumPy implementation of this algorithm
+    on this BLAS can be faster than this, so "floor/torch" above 1 means PyTorch is out of reach for it.
+
+        forward:   X (T·B, D) @ W_x (D, 4H) once;  per step h_{t-1} (B, H) @ W_h (H, 4H)
+                   "full" adds per step c_{t-1} @ W_c (H, 3H) and c_t @ W_co (H, H)
+        backward:  per step ∂L/∂a (B, 4H) @ W_hᵀ (4H, H)   ("full": ∂L/∂a_o @ W_coᵀ, ∂L/∂a_ifc @ W_cᵀ)
+                   then Xᵀ @ dA, H_prevᵀ @ dA ("full": C_prevᵀ @ dA_ifc, Cᵀ @ dA_o) and dA @ W_xᵀ once each
+    """
+    def a(*shape):
+        return rng.normal(size=shape).astype(dtype)
+    N, D = T * B, H
+    X, W_x, W_h, W_hT = a(N, D), a(D, 4 * H), a(H, 4 * H), a(4 * H, H)
+    S, dA, out, h, dh = a(N, H), a(N, 4 * H), a(N, 4 * H), a(B, H), a(B, H)
+    step_f, step_b = a(B, 4 * H), a(B, 4 * H)
+    full = peephole == "full"
+    if full:
+        W_c, W_co, W_cT, W_coT, tmp = a(H, 3 * H), a(H, H), a(3 * H, H), a(H, H), a(B, H)
+
+    def run():
+        np.matmul(X, W_x, out=out)
+        for _ in range(T):
+            np.matmul(h, W_h, out=step_f)
+            if full:
+                np.matmul(h, W_c, out=step_f[:, :3 * H])
+                np.matmul(h, W_co, out=tmp)
+        for _ in range(T):
+            if full:
+                np.matmul(step_b[:, 3 * H:], W_coT, out=tmp)
+            np.matmul(step_b, W_hT, out=dh)
+            if full:
+                np.matmul(step_b[:, :3 * H], W_cT, out=tmp)
+        X.T @ dA
+        S.T @ dA
+        if full:
+            S.T @ dA[:, :3 * H]
+            S.T @ dA[:, 3 * H:]
+        dA @ W_x.T
+    return run
+
+
 class TorchPeepholeLSTM:
     """The documented peephole equations step by step in torch autograd, with lstm_np's weights.
 
@@ -220,7 +265,7 @@ def bench_row(T, B, H, peephole, dtype, rounds, budget):
     rng = np.random.default_rng(0)
     lstm, x, dy, np_run = lstm_np_work(T, B, H, peephole, dtype, rng)
     gemm_run, gemm_fl = gemm_work(T, B, H, dtype, rng)
-    works = {"lstm_np": np_run, "gemm": gemm_run}
+    works = {"lstm_np": np_run, "gemm": gemm_run, "floor": floor_work(T, B, H, peephole, dtype, rng)}
     row = {"T": T, "B": B, "D": H, "H": H, "peephole": peephole, "dtype": np.dtype(dtype).name}
     if torch is not None:
         works["torch"] = torch_work(lstm, x, dy, dtype)
@@ -234,22 +279,23 @@ def bench_row(T, B, H, peephole, dtype, rounds, budget):
     row.update(rounds=rounds, gflop=flops / 1e9, ms=med["lstm_np"] * 1e3, gflops=flops / med["lstm_np"] / 1e9,
                gemm_gflops=gemm_fl / med["gemm"] / 1e9)
     row["pct_gemm"] = 100 * row["gflops"] / row["gemm_gflops"]
+    row["floor_ms"] = med["floor"] * 1e3
     if torch is not None:
         row.update(torch_ms=med["torch"] * 1e3, torch_impl="nn.LSTM" if peephole == "none" else "autograd steps",
-                   ratio=med["lstm_np"] / med["torch"])
+                   ratio=med["lstm_np"] / med["torch"], floor_ratio=med["floor"] / med["torch"])
     row["min_ms"] = {name: mn * 1e3 for name, (_, mn) in timing.items()}   # the least disturbed call of each
     return row
 
 
 HEADER = (f"{'dtype':7} {'T':>3} {'B':>3} {'H':>4} {'peephole':9} {'ms':>9} {'GFLOP/s':>8} {'GEMM GF/s':>10}"
-          f" {'%GEMM':>6} {'torch ms':>9} {'np/torch':>9}  torch impl")
+          f" {'%GEMM':>6} {'floor ms':>9} {'torch ms':>9} {'np/torch':>9} {'floor/torch':>12}  torch impl")
 
 
 def format_row(r):
     line = (f"{r['dtype']:7} {r['T']:3d} {r['B']:3d} {r['H']:4d} {r['peephole']:9} {r['ms']:9.2f} "
-            f"{r['gflops']:8.1f} {r['gemm_gflops']:10.1f} {r['pct_gemm']:5.0f}%")
+            f"{r['gflops']:8.1f} {r['gemm_gflops']:10.1f} {r['pct_gemm']:5.0f}% {r['floor_ms']:9.2f}")
     if "torch_ms" in r:
-        line += f" {r['torch_ms']:9.2f} {r['ratio']:8.2f}x  {r['torch_impl']}"
+        line += f" {r['torch_ms']:9.2f} {r['ratio']:8.2f}x {r['floor_ratio']:11.2f}x  {r['torch_impl']}"
         if not r["torch_agrees"]:
             line += f"  (DIFFERENT RESULTS: max |Δ| {r['torch_max_abs_diff']})"
     return line
@@ -299,7 +345,8 @@ def main():
           + (", ".join(f"{k}={v}" for k, v in info["env"].items()) or "no OPENBLAS_*/OMP_*/MKL_* variables set")
           + " | load average before: " + " ".join(f"{x:.2f}" for x in info["load_average"] or []))
     print("GFLOP/s = analytic GEMM flops of fwd+bwd / median time; %GEMM = that / numpy's rate on one "
-          "(T·B, D) x (D, 4H) GEMM timed in the same rounds")
+          "(T·B, D) x (D, 4H) GEMM timed in the same rounds; floor = lstm_np's GEMM calls alone (no "
+          "elementwise work), the least time any NumPy code doing these GEMMs can take")
     print(HEADER)
     rows = []
     start = time.perf_counter()
