@@ -2,8 +2,6 @@
 
 import numpy as np
 
-from .functional import log_softmax
-
 __all__ = ["masked_cross_entropy"]
 
 
@@ -40,12 +38,18 @@ def masked_cross_entropy(logits, targets, mask):
     if count == 0:
         raise ValueError("mask has no true entry: the mean cross-entropy over zero tokens is undefined")
 
-    logp = log_softmax(logits, axis=-1)                                              # (..., V)
-    logp_target = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]      # log p[target]   (...)
+    # Four passes over the (..., V) logits, the exponentials computed once and reused as the gradient:
+    z = logits - np.max(logits, axis=-1, keepdims=True)                             # x_k - m  (<= 0)   (..., V)
+    z_target = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]           # x_target - m       (...)
+    e = np.exp(z, out=z)                                                             # e^{x_k - m}, in place
+    total = e.sum(axis=-1)                                                           # Σ_j e^{x_j - m}    (...)
+    logp_target = z_target - np.log(total)                                           # log softmax(x)[target]
     loss = -float(logp_target[mask].sum(dtype=np.float64)) / count                  # -(1/N) Σ_mask log p[target]
 
-    dlogits = np.exp(logp)                                                           # softmax   (..., V)
+    weight = mask.astype(logits.dtype) / logits.dtype.type(count)                    # mask / N           (...)
+    dlogits = e
+    dlogits *= (weight / total)[..., None]                                           # softmax ⊙ mask / N
     np.put_along_axis(dlogits, targets[..., None],
-                      np.take_along_axis(dlogits, targets[..., None], axis=-1) - 1, axis=-1)  # softmax - onehot
-    dlogits *= (mask.astype(logits.dtype) / logits.dtype.type(count))[..., None]     # ⊙ mask / N
+                      np.take_along_axis(dlogits, targets[..., None], axis=-1) - weight[..., None],
+                      axis=-1)                                                       # - onehot ⊙ mask / N
     return loss, dlogits
