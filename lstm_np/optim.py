@@ -25,6 +25,7 @@ def _plain_muladd(a, b, c):
     return a * b + c
 
 
+_BLOCK = 1 << 16  # elements per block of the in-place plain update (256 KB in float32): its buffers stay in cache
 _sqrt = np.sqrt  # correctly rounded; see the module docstring for why tests may replace it
 
 
@@ -76,13 +77,25 @@ class _Optimizer:
         self.exact = exact
         self.step_count = 0
         self._state = {}
+        self._buffers = {}
 
     def muladd(self, p):
         """a·b + c for parameter p: rounded once (`functional.fma`, torch's bits, ~15x the cost) when exact,
         else plain numpy. exact=None means exact for float64 parameters (where DESIGN.md promises torch's
         bits) and plain for float32 (where training speed matters and the bits are not promised)."""
-        exact = p.dtype == np.float64 if self.exact is None else self.exact
-        return _exact_fma if exact else _plain_muladd
+        return _exact_fma if self._exact_for(p) else _plain_muladd
+
+    def _exact_for(self, p):
+        return p.dtype == np.float64 if self.exact is None else self.exact
+
+    def _scratch(self, p, k):
+        """Scratch buffer k shaped like p, carved from one flat buffer per (k, dtype) that grows to the
+        largest block asked for: in-place updates without allocating per step."""
+        key = (k, p.dtype)
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < p.size:
+            buf = self._buffers[key] = np.empty(p.size, dtype=p.dtype)
+        return buf[:p.size].reshape(p.shape)
 
     @property
     def lr(self):
@@ -164,6 +177,9 @@ class Adam(_Optimizer):
         step_size = lr / bias_correction1                                # α_t
         for name, p, g in self.params:
             m, v = self._state["m/" + name], self._state["v/" + name]
+            if not self._exact_for(p):
+                self._plain_step(p, g, m, v, step_size, bias_correction2_sqrt)
+                continue
             fma = self.muladd(p)
             if wd != 0 and self._decoupled_weight_decay:
                 p *= 1 - lr * wd                                         # p ← p (1 - lr λ)   (AdamW)
@@ -178,6 +194,49 @@ class Adam(_Optimizer):
             v[...] = fma((1 - beta2) * g, g, v)                          # v ← β2 v + (1 - β2) g²
             denom = _sqrt(v) / bias_correction2_sqrt + self.eps          # √v̂ + ε
             p += ((-step_size) * m) / denom                              # p ← p - α_t m / denom
+
+
+    def _plain_step(self, p, g, m, v, step_size, bias_correction2_sqrt):
+        """The same update with plain (separately rounded) arithmetic, in the same operation order as the
+        exact path with `_plain_muladd` (so the same bits), but in place and block by block: the ~13 passes
+        of the update then run over a block that stays in cache, instead of streaming a parameter of
+        several MB from memory 13 times and allocating a temporary for each operation."""
+        arrays = (p, g, m, v)
+        if not all(a.flags.c_contiguous for a in arrays):
+            self._plain_block(p, g, m, v, step_size, bias_correction2_sqrt)
+            return
+        flat = [a.reshape(-1) for a in arrays]                           # views: writes go through
+        for start in range(0, p.size, _BLOCK):
+            self._plain_block(*(a[start:start + _BLOCK] for a in flat), step_size, bias_correction2_sqrt)
+
+    def _plain_block(self, p, g, m, v, step_size, bias_correction2_sqrt):
+        beta1, beta2 = self.betas
+        lr, wd = self.lr, self.weight_decay
+        tmp, upd = self._scratch(p, 0), self._scratch(p, 1)
+        if wd != 0 and self._decoupled_weight_decay:
+            p *= 1 - lr * wd                                             # p ← p (1 - lr λ)   (AdamW)
+        elif wd != 0:
+            g_wd = np.multiply(p, wd, out=self._scratch(p, 2))
+            g_wd += g
+            g = g_wd                                                     # g ← g + λ p   (grad left untouched)
+        w = p.dtype.type(1 - beta1)
+        np.subtract(g, m, out=tmp)                                       # g - m
+        if abs(w) < 0.5:
+            tmp *= w
+            m += tmp                                                     # m ← m + w (g - m)
+        else:
+            tmp *= w - 1
+            np.add(tmp, g, out=m)                                        # m ← g - (1 - w)(g - m)
+        v *= beta2
+        np.multiply(g, 1 - beta2, out=tmp)
+        tmp *= g
+        v += tmp                                                         # v ← β2 v + (1 - β2) g²
+        np.sqrt(v, out=tmp)
+        tmp /= bias_correction2_sqrt
+        tmp += self.eps                                                  # denom = √v̂ + ε
+        np.multiply(m, -step_size, out=upd)
+        upd /= tmp
+        p += upd                                                         # p ← p - α_t m / denom
 
 
 class AdamW(Adam):

@@ -343,3 +343,43 @@ def test_float32_default_path_is_the_same_update_to_float32_rounding(cls):
     params = [(n, v.astype(np.float32), g.astype(np.float32)) for n, v, g in make_params()]
     with pytest.raises(ValueError, match="exact"):
         cls(params, exact="yes", **kwargs)
+
+
+@pytest.mark.parametrize("cls, kwargs", [(Adam, {}), (Adam, dict(weight_decay=0.1)), (AdamW, {}),
+                                         (Adam, dict(betas=(0.3, 0.9)))])
+def test_float32_in_place_blocked_adam_is_the_plain_formula_bit_for_bit(cls, kwargs):
+    """The float32 path updates in place, block by block; it must give exactly the bits of the update
+    written as one plain numpy expression per line, for a parameter spanning several blocks, a small one,
+    and a non-contiguous view (updated through, unblocked)."""
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal(3 * optim._BLOCK + 17).astype(np.float32)
+    small = rng.standard_normal((3, 5)).astype(np.float32)
+    base = rng.standard_normal((6, 8)).astype(np.float32)
+    view = base[:, ::2]                                  # non-contiguous: every other column
+    values = [big, small, view]
+    expected = [v.copy() for v in values]
+    params = [(f"p{i}", v, np.zeros_like(v)) for i, v in enumerate(values)]
+    opt = cls(params, lr=1e-2, **kwargs)
+    beta1, beta2 = opt.betas
+    lr, wd, eps = opt.lr, opt.weight_decay, opt.eps
+    m = [np.zeros_like(v) for v in values]
+    s = [np.zeros_like(v) for v in values]
+    for t in range(1, 5):
+        grads = [rng.standard_normal(v.shape).astype(np.float32) for v in values]
+        for (_, _, g), new in zip(params, grads):
+            g[...] = new
+        opt.step()
+        for k, (p, g) in enumerate(zip(expected, grads)):
+            if wd and cls is AdamW:
+                p *= np.float32(1 - lr * wd)
+            elif wd:
+                g = p * np.float32(wd) + g
+            w = np.float32(1 - beta1)
+            m[k] = (g - m[k]) * w + m[k] if abs(w) < 0.5 else (g - m[k]) * (w - 1) + g
+            s[k] = (g * np.float32(1 - beta2)) * g + s[k] * np.float32(beta2)
+            denom = np.sqrt(s[k]) / np.float32((1 - beta2 ** t) ** 0.5) + np.float32(eps)
+            p += (m[k] * np.float32(-lr / (1 - beta1 ** t))) / denom
+        for k, ((_, got, g), want) in enumerate(zip(params, expected)):
+            assert np.array_equal(got, want), f"parameter {k} step {t}"
+            assert np.array_equal(g, grads[k]), "the gradient must be left untouched"
+    assert np.shares_memory(params[2][1], base) and np.array_equal(base[:, ::2], params[2][1])
