@@ -123,6 +123,7 @@ class LSTM:
         h0 = np.zeros(state_shape, self.dtype) if h0 is None else as_float_array("h0", h0, self.dtype, state_shape)
         c0 = np.zeros(state_shape, self.dtype) if c0 is None else as_float_array("c0", c0, self.dtype, state_shape)
         lengths = self._check_lengths(lengths, T, B)
+        self._cache = None                  # the previous call's cache is dead from here: free it before allocating
         mask = None if lengths is None else np.arange(T)[:, None] < lengths[None, :]       # (T, B) real steps
         rev = np.arange(T)[:, None].repeat(B, axis=1)                                     # (T, B)
         if lengths is not None:
@@ -161,6 +162,7 @@ class LSTM:
         A = np.empty((T, 4, B, H), dtype=cell.dtype)                         # the gates of every step
         XW = (x.reshape(T * B, D) @ cell.params["W_x"]).reshape(T, B, 4 * H)  # x_t W_x, all steps in one GEMM
         np.add(to_gate_major(XW), W["b"], out=A)                              # + b, gate-major    (T, 4, B, H)
+        del XW                                                                # (4 values per unit: free it now)
         S = np.empty((2, T + 1, B, H), dtype=cell.dtype)                      # h_t, c_t; S[:, 0] = initial
         S[0, 0], S[1, 0] = h0, c0
         TC = np.empty((T, B, H), dtype=cell.dtype)                            # tanh(c_t)
