@@ -17,8 +17,9 @@ For one LSTM layer (unidirectional, D = H) at the sizes of bench_lstm.py, every 
     new layer and its x and dy, and takes the baseline. A call keeps y until backward has returned dx, as a
     loop that computes the loss from y does, and then drops both. "peak" is the first call (nothing cached yet).
     "held" is what stays allocated after that call, and it must equal "cache" (checked, printed if not).
-    "steady" is the peak of the next call above the same baseline. lstm_np keeps a call's cache until the
-    next forward has finished, so this is what every step of a training loop after the first one needs.
+    "steady" is the peak of the next call above the same baseline, while the previous call's cache is still
+    held when it starts (LSTM.forward drops it once the new input is validated): what every step of a
+    training loop after the first one needs.
   * /unit: bytes / (T·B·H·itemsize), that is, values per (step, batch row, hidden unit) in the layer's
     dtype. The cache's parts are split the same way: gates A (T, 4, B, H) = 4, h_t and c_t for t = 0..T in
     S (2, T+1, B, H) = (T+1)/T each, tanh(c_t) TC (T, B, H) = 1, and a few int64 index arrays.
