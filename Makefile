@@ -24,7 +24,8 @@ gradcheck: $(STAMP)
 	$(PY) -m lstm_np.gradcheck
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_lstm.py
+	$(PY) benchmarks/bench_lstm.py --threads 1
+	$(PY) benchmarks/bench_seq2seq.py
 	$(PY) benchmarks/bench_memory.py
 
 clean:
