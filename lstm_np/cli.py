@@ -26,6 +26,7 @@ from .data import DataError
 RUN_FILES = ("checkpoint.json", "config.json", "src_vocab.json", "tgt_vocab.json")
 RUN_CONTROL = {"steps", "epochs", "max_seconds", "metrics_out", "beam_size", "eval_every", "log_every", "out"}
 DEFAULT_MAX_SECONDS = 180.0
+DATA_FILES = {"train", "valid", "test"}
 
 
 class UsageError(Exception):
@@ -133,6 +134,9 @@ def train_config(args):
     """TrainConfig from the given flags; with --resume, the saved config with only run-control flags changed."""
     from .train import TrainConfig
     given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "overwrite", "threads")}
+    for k in DATA_FILES & given.keys():
+        # saved absolute in config.json, so that `--resume` works from any directory
+        given[k] = os.path.abspath(given[k])
     if args.resume:
         if "out" not in given:
             raise UsageError("--resume needs --out DIR, the directory of the run to continue")
@@ -143,6 +147,9 @@ def train_config(args):
         if not isinstance(saved, dict):
             raise CheckpointError(f"{given['out']}/config.json: no training configuration")
         cfg = TrainConfig(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+        for k in DATA_FILES:
+            if getattr(cfg, k) is not None:   # a run saved with a relative path resolves from here, as before
+                setattr(cfg, k, os.path.abspath(getattr(cfg, k)))
         for k, v in given.items():
             if k not in RUN_CONTROL and v != getattr(cfg, k):
                 raise UsageError(f"--{k.replace('_', '-')} cannot change when resuming (the run has "

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,3 +265,19 @@ def test_help_of_every_command_prints_and_exits_zero(tmp_path):
         r = cli(command + ["--help"], tmp_path)
         assert r.returncode == 0 and "usage: lstm-np" in r.stdout, (command, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_resume_works_from_another_directory_with_relative_data_paths(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    make_data(data)
+    ok(cli(["train", "--train", "A.tsv", "--test", "B.tsv", "--steps", "3", "--out", "run"] + TINY, data))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ok(cli(["train", "--out", data / "run", "--resume", "--steps", "5"], elsewhere))
+    manifest = json.loads((data / "run" / "checkpoint.json").read_text())
+    assert manifest["step"] == 5
+    # giving the same file again, by another relative path, is not a change of configuration
+    ok(cli(["train", "--out", data / "run", "--resume", "--steps", "6", "--train", Path("data") / "A.tsv"], tmp_path))
+    one_line_error(cli(["train", "--out", data / "run", "--resume", "--steps", "7", "--train", "B.tsv"], data),
+                   "--train", "cannot change")
