@@ -54,8 +54,30 @@ class Attention:
         for g in self.grads.values():
             g.fill(0)
 
+    def _check_inputs(self, q, k, mask):
+        """Shapes, dtypes and a real position per row, checked here so that a mistake is a ValueError/TypeError
+        naming the argument instead of a broadcast error or, for an all-padding row, NaN weights."""
+        q, k, mask = np.asarray(q), np.asarray(k), np.asarray(mask)
+        for name, a in (("q", q), ("k", k)):
+            if a.dtype.kind != "f":
+                raise TypeError(f"{name} must be a floating array, got dtype {a.dtype}")
+            if a.ndim != 3 or a.shape[2] != self.size:
+                raise ValueError(f"{name} must have shape (B, {'T' if name == 'q' else 'S'}, {self.size}), "
+                                 f"got {a.shape}")
+        if k.shape[0] != q.shape[0]:
+            raise ValueError(f"k must have the batch size of q ({q.shape[0]}), got shape {k.shape}")
+        if mask.dtype != bool:
+            raise TypeError(f"mask must be a boolean array (True at real source positions), got dtype {mask.dtype}")
+        if mask.shape != k.shape[:2]:
+            raise ValueError(f"mask must have shape {k.shape[:2]} (B, S) like k, got {mask.shape}")
+        if not mask.any(axis=1).all():
+            raise ValueError("mask must have at least one True (real) position in every row: attention over "
+                             "an empty source is undefined")
+        return q, k, mask
+
     def forward(self, q, k, mask):
         """q (B, T, H) queries, k (B, S, H) keys/values, mask (B, S) True at real source positions."""
+        q, k, mask = self._check_inputs(q, k, mask)
         cache = {"q": q, "k": k}
         if self.kind == "luong":
             score = q @ k.transpose(0, 2, 1)                           # q_t · k_s                    (B, T, S)
@@ -81,6 +103,9 @@ class Attention:
             raise RuntimeError("Attention.backward called before forward")
         c = self._cache
         q, k, alpha = c["q"], c["k"], c["alpha"]
+        dctx = np.asarray(dctx)
+        if dctx.shape != q.shape:
+            raise ValueError(f"dctx must have shape {q.shape} (B, T, H) like the forward's q, got {dctx.shape}")
         dalpha = dctx @ k.transpose(0, 2, 1)                           # ∂L/∂α_{t,s} = ∂L/∂ctx_t · k_s  (B, T, S)
         dk = alpha.transpose(0, 2, 1) @ dctx                           # ∂L/∂k_s = Σ_t α_{t,s} ∂L/∂ctx_t (value path)
         dscore = alpha * (dalpha - (alpha * dalpha).sum(axis=2, keepdims=True))  # softmax backward (0 on padding)

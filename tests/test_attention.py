@@ -160,3 +160,25 @@ def test_translate_without_attention_returns_none_for_weights():
     model = make_model(seed=5)
     out, weights = model.translate(SRC, max_len=4, return_attention=True)
     assert weights is None and out == model.translate(SRC, max_len=4)
+
+
+@pytest.mark.parametrize("call, exc, words", [
+    (lambda a, q, k, m: a.forward(q[0], k, m), ValueError, ["q", "shape"]),
+    (lambda a, q, k, m: a.forward(q[..., :3], k, m), ValueError, ["q", "(B, T, 4)"]),
+    (lambda a, q, k, m: a.forward(q, k[:1], m[:1]), ValueError, ["k", "batch size"]),
+    (lambda a, q, k, m: a.forward(q, k, m[:, :2]), ValueError, ["mask", "shape"]),
+    (lambda a, q, k, m: a.forward(q, k, m.astype(int)), TypeError, ["mask", "boolean"]),
+    (lambda a, q, k, m: a.forward(q.astype(int), k, m), TypeError, ["q", "floating"]),
+    (lambda a, q, k, m: a.forward(q, k, np.zeros_like(m)), ValueError, ["mask", "every row"]),
+    (lambda a, q, k, m: (a.forward(q, k, m), a.backward(q[:, :1]))[1], ValueError, ["dctx", "shape"]),
+])
+@pytest.mark.parametrize("kind", ["luong", "luong-general", "bahdanau"])
+def test_bad_attention_input_is_an_error_naming_the_argument(kind, call, exc, words):
+    rng = np.random.default_rng(0)
+    attn = Attention(kind, 4, dtype=np.float64)
+    q, k = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4))
+    mask = np.ones((2, 5), bool)
+    with pytest.raises(exc) as info:
+        call(attn, q, k, mask)
+    for word in words:
+        assert word in str(info.value), str(info.value)
