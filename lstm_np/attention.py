@@ -16,7 +16,7 @@ Layout inside: batch-first (B, T, Hq) queries, (B, S, Hk) keys, so scores are on
 """
 import numpy as np
 
-from .cell import _check_size
+from .cell import _check_size, check_dtype
 from .functional import softmax
 
 ATTENTIONS = ("luong", "luong-general", "bahdanau")
@@ -34,6 +34,7 @@ class Attention:
     def __init__(self, kind, size, dtype=np.float32, seed=0, attn_size=None):
         self.kind = check_attention(kind)
         self.size = size = _check_size("size", size)
+        dtype = check_dtype(dtype)
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(size)
         self.params = {}

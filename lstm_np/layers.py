@@ -6,16 +6,9 @@ returns the input gradient and ACCUMULATES (+=) the parameter gradients; `zero_g
 
 import numpy as np
 
-from .cell import _check_size
+from .cell import _check_size, check_dtype
 
 __all__ = ["Embedding", "Linear"]
-
-
-def _check_float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if not np.issubdtype(dtype, np.floating):
-        raise ValueError(f"dtype must be a floating dtype (np.float32 or np.float64), got {dtype}")
-    return dtype
 
 
 class Embedding:
@@ -31,7 +24,7 @@ class Embedding:
     def __init__(self, num_embeddings, embedding_dim, dtype=np.float32, seed=0, padding_idx=None):
         self.num_embeddings = _check_size("num_embeddings", num_embeddings)
         self.embedding_dim = _check_size("embedding_dim", embedding_dim)
-        dtype = _check_float_dtype(dtype)
+        dtype = check_dtype(dtype)
         if padding_idx is not None and (
             isinstance(padding_idx, bool)
             or not isinstance(padding_idx, (int, np.integer))
@@ -94,7 +87,7 @@ class Linear:
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, seed=0):
         self.in_features = _check_size("in_features", in_features)
         self.out_features = _check_size("out_features", out_features)
-        dtype = _check_float_dtype(dtype)
+        dtype = check_dtype(dtype)
         rng = np.random.default_rng(seed)
         bound = 1.0 / np.sqrt(self.in_features)
         self.W = rng.uniform(-bound, bound, (self.in_features, self.out_features)).astype(dtype)  # (D_in, D_out)

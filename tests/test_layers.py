@@ -112,7 +112,6 @@ def test_embedding_rejects_bad_ids_naming_them(ids, error, pattern):
     (lambda: Linear(0, 3), "in_features"),
     (lambda: Linear(3, -2), "out_features"),
     (lambda: Linear(2.5, 3), "in_features"),
-    (lambda: Linear(3, 3, dtype=np.int32), "dtype"),
     (lambda: Embedding(0, 3), "num_embeddings"),
     (lambda: Embedding(5, True), "embedding_dim"),
     (lambda: Embedding(5, 3, padding_idx=5), "padding_idx"),
@@ -120,3 +119,10 @@ def test_embedding_rejects_bad_ids_naming_them(ids, error, pattern):
 def test_bad_sizes_raise_naming_the_argument(build, name):
     with pytest.raises(ValueError, match=name):
         build()
+
+
+@pytest.mark.parametrize("make", [lambda dt: Embedding(5, 3, dtype=dt), lambda dt: Linear(3, 2, dtype=dt)])
+@pytest.mark.parametrize("dtype", [np.int32, np.float16, "not a dtype"])
+def test_layers_accept_only_float32_or_float64_like_the_lstm(make, dtype):
+    with pytest.raises(TypeError, match="dtype must be np.float32 or np.float64"):
+        make(dtype)
