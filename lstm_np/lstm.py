@@ -111,6 +111,9 @@ class LSTM:
 
     def forward(self, x, h0=None, c0=None, lengths=None):
         """Run the stack over x (T, B, input_size); returns y, (h_n, c_n). See the class docstring."""
+        # The previous call's cache is dead from here: freed before this call allocates its own, and a call
+        # that fails validation leaves nothing behind that backward() could silently differentiate instead.
+        self._cache = None
         x = np.asarray(x)
         if x.ndim != 3:
             raise ValueError(f"x must be a 3-D array (T, B, input_size), got shape {x.shape}")
@@ -123,7 +126,6 @@ class LSTM:
         h0 = np.zeros(state_shape, self.dtype) if h0 is None else as_float_array("h0", h0, self.dtype, state_shape)
         c0 = np.zeros(state_shape, self.dtype) if c0 is None else as_float_array("c0", c0, self.dtype, state_shape)
         lengths = self._check_lengths(lengths, T, B)
-        self._cache = None                  # the previous call's cache is dead from here: free it before allocating
         mask = None if lengths is None else np.arange(T)[:, None] < lengths[None, :]       # (T, B) real steps
         rev = np.arange(T)[:, None].repeat(B, axis=1)                                     # (T, B)
         if lengths is not None:
@@ -182,7 +184,8 @@ class LSTM:
         """BPTT for the last forward: dy (T, B, num_directions*H), dh_n, dc_n (num_layers*num_directions, B, H)
         -> dx (T, B, input_size), (dh0, dc0). Parameter gradients are accumulated (+=)."""
         if self._cache is None:
-            raise ValueError("backward() called before forward(): there is no forward pass to differentiate")
+            raise ValueError("backward() needs a completed forward() to differentiate (there was none yet, "
+                             "or the last one raised)")
         caches, drop_masks, mask, rev, cols, (T, B) = self._cache
         H, L, nd = self.hidden_size, self.num_layers, self.num_directions
         state_shape = (L * nd, B, H)

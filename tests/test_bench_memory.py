@@ -66,7 +66,8 @@ def test_views_count_once_and_overlapping_owners_are_refused():
 
 def test_tracemalloc_sees_the_steps_memory(traced):
     bm.check_tracemalloc_sees_numpy()
-    r = bm.lstm_row(4, 3, 8, "full", np.float64)
+    # big enough that one stray array of a value per (step, row, unit) (~41 KB) exceeds the 1% + 4 KB slack
+    r = bm.lstm_row(20, 8, 32, "full", np.float64)
     assert r["held_matches_cache"]                                   # what stays allocated is the cache
-    assert r["cache_bytes"] == layout_bytes(4, 3, 8, 8)
-    assert r["peak_bytes"] > r["cache_bytes"] and r["steady_peak_bytes"] >= r["held_bytes"]
+    assert r["cache_bytes"] == layout_bytes(20, 8, 32, 8)
+    assert r["peak_bytes"] > r["cache_bytes"]

@@ -1,4 +1,5 @@
 """The LSTM core: the documented equations, BPTT against finite differences, masking, stacks, directions."""
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -363,3 +364,37 @@ def test_bad_input_raises_naming_the_argument():
         lstm.backward(np.zeros((5, 2, 4)))
     with pytest.raises(ValueError, match="dh_n"):
         lstm.backward(np.zeros((5, 2, 8)), dh_n=np.zeros((4, 2, 3)))
+
+
+def test_backward_after_a_failed_forward_is_an_error_not_the_previous_gradients():
+    lstm = ln.LSTM(3, 4, dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(5, 2, 3))
+    lstm.forward(x)
+    with pytest.raises(ValueError, match="lengths"):
+        lstm.forward(x, lengths=np.array([9, 9]))       # validation fails: this forward did not happen
+    with pytest.raises(ValueError, match="completed forward"):
+        lstm.backward(np.ones((5, 2, 4)))               # must not differentiate the previous call instead
+
+
+def test_a_second_forward_does_not_hold_two_caches_at_once():
+    """The previous call's cache is freed before the next forward allocates its own: the second forward's
+    peak above what the first one left allocated stays below one cache (7 values per step, row and unit;
+    holding both would need more than 7 on top). Measured with tracemalloc, which numpy reports its
+    buffers to: sizes, not times."""
+    T, B, H = 20, 8, 32
+    lstm = ln.LSTM(H, H, peephole="none", dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(T, B, H))
+    unit = T * B * H * 8
+    lstm.forward(x)
+    was = tracemalloc.is_tracing()
+    tracemalloc.start()
+    try:
+        lstm.forward(x)                                 # settle: the cache held between calls
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        y, _ = lstm.forward(x)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        if not was:
+            tracemalloc.stop()
+    assert peak < 7 * unit, f"second forward peaked {peak / unit:.2f} values per unit above the held cache"
