@@ -38,7 +38,8 @@ def masked_cross_entropy(logits, targets, mask):
     if count == 0:
         raise ValueError("mask has no true entry: the mean cross-entropy over zero tokens is undefined")
 
-    # Four passes over the (..., V) logits, the exponentials computed once and reused as the gradient:
+    # Five passes over the (..., V) logits (max, subtract, exp, sum, scale), the exponentials computed once
+    # and reused as the gradient:
     z = logits - np.max(logits, axis=-1, keepdims=True)                             # x_k - m  (<= 0)   (..., V)
     z_target = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]           # x_target - m       (...)
     e = np.exp(z, out=z)                                                             # e^{x_k - m}, in place
