@@ -2,7 +2,7 @@
 
 Every row times `lstm.forward(x)` then `lstm.backward(dy)` (one layer, unidirectional, D = H) and, in the
 same run, in alternating blocks with it (the machine is shared and noisy: only ratios measured side by side
-mean something; see `time_interleaved` for why blocks and not single calls):
+mean something; see `timing.time_interleaved` for why blocks and not single calls):
 
   * GEMM: the machine's GEMM rate through numpy at this size, from ONE big `X @ W` of the x-projection's
     shape (T·B, D) x (D, 4H). "%GEMM" is lstm_np's GFLOP/s as a percentage of it.
@@ -40,6 +40,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import lstm_np as ln  # noqa: E402
+from timing import time_interleaved  # noqa: E402  (benchmarks/timing.py, next to this script)
 
 try:
     import torch
@@ -244,28 +245,6 @@ def torch_work(lstm, x, dy, dtype):
 
 
 # ---------------------------------------------------------------------------------------------------------
-def time_interleaved(works, rounds, budget, pause=0.1, calls=2):
-    """Median and minimum seconds per call of each work, measured in rounds so that machine drift hits all
-    works alike. In a round each work runs as a block: a short pause, one untimed settling call, then `calls`
-    timed calls. The pause and the settling call matter: OpenBLAS and torch's OpenMP keep their worker
-    threads spinning for a while after each call, so a call that directly follows the OTHER library's
-    competes with its spinning threads for the cores (measured here: 1.3-2.7x slower on 2 cores), which
-    is not what a user running one of them sees. Stops after `budget` seconds (at least 3 rounds)."""
-    times = {name: [] for name in works}
-    start = time.perf_counter()
-    for r in range(rounds):
-        for name in (list(works) if r % 2 == 0 else list(works)[::-1]):  # alternate who goes first
-            time.sleep(pause)
-            works[name]()
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                works[name]()
-                times[name].append(time.perf_counter() - t0)
-        if r >= 2 and time.perf_counter() - start > budget:
-            break
-    return {name: (float(np.median(v)), float(np.min(v))) for name, v in times.items()}, r + 1
-
-
 def bench_row(T, B, H, peephole, dtype, rounds, budget):
     rng = np.random.default_rng(0)
     lstm, x, dy, np_run = lstm_np_work(T, B, H, peephole, dtype, rng)

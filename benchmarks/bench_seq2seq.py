@@ -65,6 +65,7 @@ from threadpoolctl import threadpool_limits
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import lstm_np as ln  # noqa: E402
+from timing import time_interleaved  # noqa: E402  (benchmarks/timing.py, next to this script)
 from lstm_np.data import BOS, PAD  # noqa: E402
 
 try:
@@ -213,26 +214,6 @@ def torch_train_step(twin, src, tgt):
         opt.step()
         return loss.item()                    # read the loss, as lstm_np's loss() returns a float
     return step
-
-
-def time_interleaved(works, rounds, budget, pause=0.1, calls=2):
-    """Median and minimum seconds per call of each work, over rounds in which every work runs one block: a
-    pause, one untimed call, `calls` timed calls (see the module docstring for why). Who goes first
-    alternates between rounds, so slow drift of the machine hits both alike. Stops after `budget` seconds
-    once 3 rounds are done. Returns ({name: (median, min)}, rounds run)."""
-    times = {name: [] for name in works}
-    start = time.perf_counter()
-    for r in range(rounds):
-        for name in (list(works) if r % 2 == 0 else list(works)[::-1]):
-            time.sleep(pause)
-            works[name]()
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                works[name]()
-                times[name].append(time.perf_counter() - t0)
-        if r >= 2 and time.perf_counter() - start > budget:
-            break
-    return {name: (float(np.median(v)), float(np.min(v))) for name, v in times.items()}, r + 1
 
 
 def bench_vs_torch(vocab, dtype, rounds, budget):
