@@ -1,8 +1,8 @@
 """Accuracy benchmark: what `lstm-np train` reaches on every built-in task and on external data, in a time budget.
 
 Each row is one `lstm-np train` run in a subprocess with the CLI's default flags plus the row's own (shown in
-the table), exactly as a user would type it. External data is read from ../shared/data/ beside the
-repository (see its README); rows whose files are missing are skipped.
+the table), exactly as a user would type it. External data is read from data/ in the
+repository (see data/README.md).
 
     python benchmarks/bench_tasks.py                       # everything (about 35 minutes on 2 cores)
     python benchmarks/bench_tasks.py --only copy,dlfs2-addition
@@ -19,7 +19,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "..", "shared", "data")
+DATA = os.path.join(ROOT, "data")
 
 # name -> (flags after `lstm-np train`, evaluation beam widths)
 ROWS = {
@@ -54,7 +54,7 @@ def run_row(name, flags, beams, workdir):
     if proc.returncode != 0:
         return {"name": name, "failed": proc.stderr.strip().splitlines()[-1:]}
     m = json.load(open(metrics_file))
-    row = {"name": name, "flags": " ".join(f.replace(DATA, "../shared/data") for f in flags),
+    row = {"name": name, "flags": " ".join(f.replace(DATA, "data") for f in flags),
            "exact_match": m["test_exact_match"], "token_accuracy": m["test_token_accuracy"],
            "bleu": {1: m["test_bleu"]}, "chrf": {1: m["test_chrf"]}, "steps": m["steps"],
            "train_seconds": m["train_seconds"], "wall_seconds": round(wall, 1)}
