@@ -13,6 +13,7 @@ float64 `sqrt` goes through MKL's vdSqrt on x86, which is not correctly rounded 
 elements); `_sqrt` below is the seam tests use to swap it in and compare everything else bit for bit.
 """
 
+import fnmatch
 import math
 
 import numpy as np
@@ -63,21 +64,61 @@ def _check_params(params):
     return params
 
 
+def _check_lr_scale(lr_scale, params):
+    """{parameter name: learning-rate multiplier} from {fnmatch pattern: multiplier}.
+
+    Every pattern must match at least one parameter (a typo would otherwise silently change nothing), and a
+    parameter matched by several patterns must get one multiplier from all of them. Unmatched parameters get 1.
+    """
+    if lr_scale is None:
+        return {}
+    if not isinstance(lr_scale, dict):
+        raise TypeError(f"lr_scale must be a dict {{name pattern: multiplier}}, got {type(lr_scale).__name__}")
+    scales = {}
+    for pattern, factor in lr_scale.items():
+        if not isinstance(pattern, str):
+            raise TypeError(f"lr_scale keys must be parameter-name patterns (str), got {pattern!r}")
+        factor = _check_number(f"lr_scale[{pattern!r}]", factor)
+        matched = [name for name, _, _ in params if fnmatch.fnmatchcase(name, pattern)]
+        if not matched:
+            raise ValueError(f"lr_scale pattern {pattern!r} matches no parameter (names look like "
+                             f"{params[0][0]!r})")
+        for name in matched:
+            if scales.get(name, factor) != factor:
+                raise ValueError(f"lr_scale gives parameter {name!r} two multipliers, {scales[name]:g} and "
+                                 f"{factor:g}")
+            scales[name] = factor
+    return scales
+
+
 class _Optimizer:
-    """Shared plumbing: the parameter list, a validated `lr`, zero_grad, and state_dict I/O.
+    """Shared plumbing: the parameter list, a validated `lr` and per-parameter `lr_scale`, zero_grad, and
+    state_dict I/O.
+
+    lr_scale ({fnmatch pattern: multiplier}, e.g. {"*.W_c": 0.1}): the parameters whose names match take
+    steps with lr · multiplier, exactly as a torch param group whose lr is that product (0 freezes them).
+    The schedule sets `lr`; the multipliers ride on it. They are configuration, not state: `state_dict()`
+    does not hold them.
 
     Subclasses set `self.step_count` and fill `self._state` ({key: buffer}, one buffer per parameter).
     """
 
-    def __init__(self, params, lr, exact=None):
+    def __init__(self, params, lr, exact=None, lr_scale=None):
         self.params = _check_params(params)
         self.lr = lr
         if exact not in (None, True, False):
             raise ValueError(f"exact must be None, True or False, got {exact!r}")
         self.exact = exact
+        self.lr_scale = dict(lr_scale or {})
+        self._scale = _check_lr_scale(lr_scale, self.params)
         self.step_count = 0
         self._state = {}
         self._buffers = {}
+
+    def lr_of(self, name):
+        """The learning rate parameter `name` steps with now: lr, times its lr_scale multiplier if it has one."""
+        scale = self._scale.get(name)
+        return self.lr if scale is None else self.lr * scale
 
     def muladd(self, p):
         """a·b + c for parameter p: rounded once (`functional.fma`, torch's bits, ~15x the cost) when exact,
@@ -154,8 +195,8 @@ class Adam(_Optimizer):
 
     _decoupled_weight_decay = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, exact=None):
-        super().__init__(params, lr, exact)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, exact=None, lr_scale=None):
+        super().__init__(params, lr, exact, lr_scale)
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = tuple(_check_number("betas", beta) for beta in betas)
@@ -171,14 +212,15 @@ class Adam(_Optimizer):
         self.step_count += 1
         t = self.step_count
         beta1, beta2 = self.betas
-        lr, wd = self.lr, self.weight_decay
+        wd = self.weight_decay
         bias_correction1 = 1 - beta1 ** t
         bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5                 # torch: `** 0.5`, not math.sqrt
-        step_size = lr / bias_correction1                                # α_t
         for name, p, g in self.params:
             m, v = self._state["m/" + name], self._state["v/" + name]
+            lr = self.lr_of(name)
+            step_size = lr / bias_correction1                            # α_t
             if not self._exact_for(p):
-                self._plain_step(p, g, m, v, step_size, bias_correction2_sqrt)
+                self._plain_step(p, g, m, v, lr, step_size, bias_correction2_sqrt)
                 continue
             fma = self.muladd(p)
             if wd != 0 and self._decoupled_weight_decay:
@@ -196,7 +238,7 @@ class Adam(_Optimizer):
             p += ((-step_size) * m) / denom                              # p ← p - α_t m / denom
 
 
-    def _plain_step(self, p, g, m, v, step_size, bias_correction2_sqrt):
+    def _plain_step(self, p, g, m, v, lr, step_size, bias_correction2_sqrt):
         """The same update with plain (separately rounded) arithmetic, in the same operation order as the
         exact path with `_plain_muladd` (so the same bits), but in place and block by block: the ~13 passes
         of the update then run over a block that stays in cache, instead of streaming a parameter of
@@ -205,15 +247,15 @@ class Adam(_Optimizer):
         Its sqrt is numpy's: the `_sqrt` seam of the module docstring concerns the exact path only."""
         arrays = (p, g, m, v)
         if not all(a.flags.c_contiguous for a in arrays):
-            self._plain_block(p, g, m, v, step_size, bias_correction2_sqrt)
+            self._plain_block(p, g, m, v, lr, step_size, bias_correction2_sqrt)
             return
         flat = [a.reshape(-1) for a in arrays]                           # views: writes go through
         for start in range(0, p.size, _BLOCK):
-            self._plain_block(*(a[start:start + _BLOCK] for a in flat), step_size, bias_correction2_sqrt)
+            self._plain_block(*(a[start:start + _BLOCK] for a in flat), lr, step_size, bias_correction2_sqrt)
 
-    def _plain_block(self, p, g, m, v, step_size, bias_correction2_sqrt):
+    def _plain_block(self, p, g, m, v, lr, step_size, bias_correction2_sqrt):
         beta1, beta2 = self.betas
-        lr, wd = self.lr, self.weight_decay
+        wd = self.weight_decay
         tmp, upd = self._scratch(p, 0), self._scratch(p, 1)
         if wd != 0 and self._decoupled_weight_decay:
             p *= 1 - lr * wd                                             # p ← p (1 - lr λ)   (AdamW)
@@ -249,8 +291,9 @@ class AdamW(Adam):
 
     _decoupled_weight_decay = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, exact=None):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, exact=exact)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, exact=None, lr_scale=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, exact=exact,
+                         lr_scale=lr_scale)
 
 
 class SGD(_Optimizer):
@@ -262,8 +305,8 @@ class SGD(_Optimizer):
         p ← p - lr g                                                                fma(g, -lr, p)
     """
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, exact=None):
-        super().__init__(params, lr, exact)
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, exact=None, lr_scale=None):
+        super().__init__(params, lr, exact, lr_scale)
         self.momentum = _check_number("momentum", momentum)
         self.weight_decay = _check_number("weight_decay", weight_decay)
         if nesterov and self.momentum == 0:
@@ -275,8 +318,9 @@ class SGD(_Optimizer):
 
     def step(self):
         self.step_count += 1
-        lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        mu, wd = self.momentum, self.weight_decay
         for name, p, g in self.params:
+            lr = self.lr_of(name)
             fma = self.muladd(p)
             if wd != 0:
                 g = fma(p, wd, g)                          # g ← g + λ p

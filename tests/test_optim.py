@@ -78,7 +78,8 @@ def reference_sgd(p, grads, lr, momentum, weight_decay, nesterov):
 
 def assert_bitwise_equal(actual, expected, label):
     assert actual.dtype == expected.dtype
-    ulps = np.abs(actual.view(np.int64) - expected.view(np.int64)).max()
+    as_int = f"i{actual.itemsize}"
+    ulps = np.abs(actual.view(as_int).astype(np.int64) - expected.view(as_int)).max()
     assert np.array_equal(actual, expected), f"{label}: differs by up to {ulps} ulp"
 
 
@@ -383,3 +384,86 @@ def test_float32_in_place_blocked_adam_is_the_plain_formula_bit_for_bit(cls, kwa
             assert np.array_equal(got, want), f"parameter {k} step {t}"
             assert np.array_equal(g, grads[k]), "the gradient must be left untouched"
     assert np.shares_memory(params[2][1], base) and np.array_equal(base[:, ::2], params[2][1])
+
+
+# ----------------------------------------------------------------------------- per-parameter lr_scale
+
+@pytest.mark.parametrize("cls, kwargs", [
+    (Adam, dict(weight_decay=0.1)),
+    (AdamW, dict(weight_decay=0.5)),
+    (SGD, dict(momentum=0.9)),
+])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scaled_parameter_steps_exactly_as_with_lr_times_its_scale(cls, kwargs, dtype):
+    """lr_scale={"b": s}: "b" takes the very steps (same bits) of an optimizer run at lr·s, under a changing lr,
+    and "W" those of one at lr: a group that moves by exactly its scale."""
+    scale, lrs = 0.1, [0.02, 0.05, 0.03, 0.01]
+    grads = grad_sequence(len(lrs))
+
+    def trajectory(lr_scale, lr_factor):
+        params = [(n, v.astype(dtype), g.astype(dtype)) for n, v, g in make_params()]
+        opt = cls(params, lr=lrs[0], lr_scale=lr_scale, **kwargs)
+        out = []
+        for lr, step_grads in zip(lrs, grads):
+            opt.lr = lr * lr_factor
+            out += run(opt, params, [step_grads])
+        return out
+
+    scaled, plain, slow = trajectory({"b": scale}, 1.0), trajectory(None, 1.0), trajectory(None, scale)
+    for t in range(len(lrs)):
+        assert_bitwise_equal(scaled[t]["W"], plain[t]["W"], f"{cls.__name__} unscaled W, step {t + 1}")
+        assert_bitwise_equal(scaled[t]["b"], slow[t]["b"], f"{cls.__name__} scaled b, step {t + 1}")
+    assert not np.array_equal(scaled[-1]["b"], plain[-1]["b"]), "the scale changed nothing"
+
+
+def test_sgd_scaled_update_is_lr_times_scale_times_grad():
+    params = make_params()
+    before = {n: v.copy() for n, v, _ in params}
+    opt = SGD(params, lr=0.5, lr_scale={"W": 0.25, "b": 0.0})
+    run(opt, params, grad_sequence(1))
+    g = grad_sequence(1)[0]
+    assert_bitwise_equal(params[0][1], exact_fma(g["W"], -0.5 * 0.25, before["W"]), "W: p - (lr·scale) g")
+    assert np.array_equal(params[1][1], before["b"]), "scale 0 must freeze the parameter"
+
+
+def test_lr_scale_patterns_are_fnmatch_on_full_names():
+    params = [(name, np.ones(2), np.ones(2)) for name in ("enc.l0.W_c", "enc.l0.W_co", "dec.l0.W_c", "dec.l0.W_h")]
+    opt = Adam(params, lr=1.0, lr_scale={"*.W_c": 0.1, "*.W_co": 0.5})
+    assert {n: opt.lr_of(n) for n, _, _ in params} == {"enc.l0.W_c": 0.1, "enc.l0.W_co": 0.5, "dec.l0.W_c": 0.1,
+                                                       "dec.l0.W_h": 1.0}
+
+
+@pytest.mark.parametrize("lr_scale, error, words", [
+    ({"*.W_q": 0.1}, ValueError, ["'*.W_q'", "matches no parameter"]),
+    ({"*": 0.1, "W": 0.5}, ValueError, ["'W'", "two multipliers"]),
+    ({"W": -1.0}, ValueError, ["lr_scale['W']", ">= 0"]),
+    ({"W": float("nan")}, ValueError, ["lr_scale['W']", "finite"]),
+    ({1: 0.1}, TypeError, ["lr_scale keys", "str"]),
+    ([("W", 0.1)], TypeError, ["lr_scale must be a dict"]),
+])
+def test_bad_lr_scale_is_refused_naming_the_entry(lr_scale, error, words):
+    with pytest.raises(error) as info:
+        Adam(make_params(), lr=1e-3, lr_scale=lr_scale)
+    for word in words:
+        assert word in str(info.value), f"{word!r} not in {str(info.value)!r}"
+
+
+def test_scaled_groups_match_torch_param_groups_bit_for_bit(monkeypatch):
+    """Against torch.optim.Adam with two param groups, the second at lr·scale (float64, torch's sqrt)."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(optim, "_sqrt", lambda x: torch.from_numpy(np.ascontiguousarray(x)).sqrt().numpy())
+    rng = np.random.default_rng(0)
+    values = {n: rng.standard_normal(500) for n in ("a", "b")}
+    grads = {n: np.zeros(500) for n in values}
+    tensors = {n: torch.tensor(v.copy(), requires_grad=True) for n, v in values.items()}
+    ours = Adam([(n, values[n], grads[n]) for n in values], lr=1e-2, weight_decay=0.1, exact=True, lr_scale={"b": 0.1})
+    theirs = torch.optim.Adam([{"params": [tensors["a"]]}, {"params": [tensors["b"]], "lr": 1e-2 * 0.1}],
+                              lr=1e-2, weight_decay=0.1, foreach=False)
+    for _ in range(6):
+        for n in values:
+            grads[n][...] = rng.standard_normal(500)
+            tensors[n].grad = torch.tensor(grads[n].copy())
+        ours.step()
+        theirs.step()
+    for n in values:
+        assert_bitwise_equal(values[n], tensors[n].detach().numpy(), f"parameter {n}")
