@@ -62,8 +62,15 @@ def _sort(rng: np.random.Generator) -> tuple[str, str]:
     return s, "".join(sorted(s))
 
 
+def _operand(rng: np.random.Generator) -> int:
+    """0..999 with the digit count drawn first (1, 2 or 3 equally often), then the value within it: short
+    operands, which a user types first ("1+1"), are as common in training as 3-digit ones."""
+    digits = int(rng.integers(1, 4))
+    return int(rng.integers(0 if digits == 1 else 10 ** (digits - 1), 10 ** digits))
+
+
 def _addition(rng: np.random.Generator) -> tuple[str, str]:
-    a, b = rng.integers(0, 1000, size=2)
+    a, b = _operand(rng), _operand(rng)
     return f"{a}+{b}", str(a + b)
 
 
@@ -151,7 +158,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("copy", "letters a-j, length 1-10 → the same string", _copy),
     Task("reverse", "letters a-j, length 1-10 → the string reversed", _reverse),
     Task("sort", "letters a-j, length 1-10 → its letters in alphabetical order", _sort),
-    Task("addition", "'a+b' with 0 <= a, b <= 999 → the decimal sum", _addition),
+    Task("addition", "'a+b' with 0 <= a, b <= 999 (1, 2 or 3 digits equally often) → the decimal sum", _addition),
     Task("dates", "a date 1950-2049 in one of 13 English formats → ISO 'YYYY-MM-DD'", _dates),
     Task("number-words", "an integer 0-9999 → English words ('one hundred five')", _number_words,
          sizes=Sizes(n_train=8000, n_valid=500, n_test=1000)),

@@ -3,6 +3,7 @@ import calendar
 import datetime
 import re
 
+import numpy as np
 import pytest
 
 from lstm_np.tasks import DEFAULT_SIZES, TASKS, Sizes, example, make_splits, number_to_words
@@ -48,6 +49,19 @@ def test_string_task_targets_are_copy_reverse_and_sort_of_letters_a_to_j():
         for src, tgt in make_splits(name, **SMALL, seed=1)["train"]:
             assert re.fullmatch(r"[a-j]{1,10}", src), src
             assert tgt == expected(src), (name, src, tgt)
+
+
+def test_addition_draws_short_operands_as_often_as_long_ones():
+    """Edge cases a user types first ("1+1", "0+0", "99+1") are common in training, not one pair in 10^4."""
+    train = make_splits("addition", seed=0)["train"]
+    operands = [int(x) for src, _ in train for x in src.split("+")]
+    digits = np.array([len(str(x)) for x in operands])
+    share = [float(np.mean(digits == d)) for d in (1, 2, 3)]
+    # drawn 1/3 each; the 10 one-digit values run out of distinct pairs first (uniform values would give 1%, 9%, 90%)
+    assert min(share) > 0.15, f"share of 1-, 2-, 3-digit operands: {share}"
+    sources = {src for src, _ in train}
+    assert sum(f"{a}+{b}" in sources for a in range(10) for b in range(10)) >= 90, "most 1-digit pairs are trained"
+    assert {"0+0", "1+1"} & sources, "the very first sums a user tries are among the training pairs"
 
 
 def test_addition_targets_are_the_decimal_sums():
