@@ -106,9 +106,14 @@ def build_parser():
     g.add_argument("--steps", type=positive_int, help="stop after N optimizer steps in all")
     g.add_argument("--epochs", type=positive_int, help="stop after N passes over the training data")
     g.add_argument("--max-seconds", type=positive_float,
-                   help=f"stop after S seconds of training [{DEFAULT_MAX_SECONDS:g} if neither --steps nor --epochs]")
+                   help=f"stop after S seconds of training, counting the steps, validation and checkpoints but "
+                        f"not loading the data or the final test evaluation [{DEFAULT_MAX_SECONDS:g} if neither "
+                        f"--steps nor --epochs]")
     g.add_argument("--seed", type=nonneg_int, help=f"seed of weights, data order and dropout [{d.seed}]")
-    g.add_argument("--eval-every", type=positive_int, help=f"validate and checkpoint every N steps [{d.eval_every}]")
+    g.add_argument("--eval-every", type=positive_int,
+                   help="validate and checkpoint every N steps [each tenth of --max-seconds; else every 250]")
+    g.add_argument("--valid-size", type=positive_int,
+                   help=f"held-out pairs validated during training [{d.valid_size}]")
     g.add_argument("--log-every", type=positive_int, help=f"one log line every N steps [{d.log_every}]")
     g.add_argument("--beam-size", type=positive_int, help=f"beam width of the final test evaluation [{d.beam_size}]")
     g.add_argument("--out", metavar="DIR", help="checkpoint directory [runs/<task or training file name>]")

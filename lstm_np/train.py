@@ -6,9 +6,15 @@ The loop, one optimizer step at a time:
     2. loss = model.loss(src, tgt); model.backward(); clip the global gradient norm
     3. stop on a non-finite loss or gradient (keeping the last good checkpoint), else lr = schedule(step)
        and opt.step(); stop likewise if the update made a parameter overflow
-    4. every `log_every` steps one log line; every `eval_every` steps validation (greedy exact match and
-       token accuracy), the best weights kept, and a checkpoint written
+    4. every `log_every` steps one log line; at each validation point (below) greedy exact match and token
+       accuracy on the first `valid_size` held-out pairs, a point of the learning curve (`history`), the best
+       weights kept, and a checkpoint written
     5. stop at --steps / --epochs / --max-seconds or on SIGINT/SIGTERM (checkpoint written first)
+
+Validation points: every `eval_every` steps when it is given; otherwise, under --max-seconds, each time another
+tenth of the budget has passed (so a 30-second run spends its time training, not validating), and every 250
+steps without a budget. The budget counts everything the loop does: the steps, validation and checkpoints. It
+does not count loading the data and building the model before the first step, nor the final evaluation.
 
 Learning rate: linear warm-up over `warmup_steps`, then cosine decay to 10% of `lr` over the schedule's
 horizon: --decay-steps if given, else fitted to the --max-seconds budget (re-estimated at each validation
@@ -68,7 +74,8 @@ class TrainConfig:
     max_seconds: float = None     # stop after this much training time (this run)
     # bookkeeping
     seed: int = 0                 # seeds the weights, the data order, dropout and held-out splits
-    eval_every: int = 250         # validate and checkpoint every N steps
+    eval_every: int = None        # validate and checkpoint every N steps; None: a tenth of --max-seconds, else 250
+    valid_size: int = 500         # held-out pairs validated during training (the first ones of the split)
     log_every: int = 50           # one log line every N steps
     beam_size: int = 1            # beam width for the final test evaluation
     out: str = None               # checkpoint directory
@@ -111,6 +118,15 @@ def rng_state(rng):
 
 STATE_KEYS = ("step", "epoch", "pos", "epoch_rng", "best_valid", "best_step", "final_loss", "train_seconds",
               "horizon", "max_len", "data_rng", "dropout_rng")   # the training state a checkpoint's manifest holds
+HISTORY_KEYS = ("step", "seconds", "exact_match", "token_accuracy", "loss")   # one validation point
+EVAL_STEPS = 250          # validation cadence without a time budget (when --eval-every is not given)
+EVAL_FRACTION = 0.1       # ... and with one: each time this fraction of --max-seconds has passed
+
+
+def newer_state():
+    """State keys added when runs began to record their learning curve, as a new run starts them: the points
+    so far, and [sum, count] of the training losses since the last point. Older checkpoints get these too."""
+    return {"history": [], "loss_window": [0.0, 0]}
 
 
 def check_state(state, path):
@@ -127,6 +143,7 @@ def check_state(state, path):
         missing = [k for k in STATE_KEYS if k not in state]
         if missing:
             raise ValueError(f"missing {missing}")
+        newer = {k: state.get(k, default) for k, default in newer_state().items()}
         valid = {
             "step": is_int(state["step"]), "epoch": is_int(state["epoch"]), "pos": is_int(state["pos"]),
             "max_len": is_int(state["max_len"], low=1),
@@ -138,10 +155,14 @@ def check_state(state, path):
             "final_loss": state["final_loss"] is None or is_number(state["final_loss"]),
             "train_seconds": is_number(state["train_seconds"]),
             "dropout_rng": isinstance(state["dropout_rng"], list) and len(state["dropout_rng"]) == 2,
+            "history": isinstance(newer["history"], list) and all(
+                isinstance(h, dict) and set(h) == set(HISTORY_KEYS) for h in newer["history"]),
+            "loss_window": (isinstance(newer["loss_window"], list) and len(newer["loss_window"]) == 2
+                            and is_number(newer["loss_window"][0]) and is_int(newer["loss_window"][1])),
         }
         bad = [k for k, ok in valid.items() if not ok]
         if bad:
-            raise ValueError(f"{bad[0]!r} is {state[bad[0]]!r}")
+            raise ValueError(f"{bad[0]!r} is {dict(state, **newer)[bad[0]]!r:.200}")
         epoch_rng = [] if state["epoch_rng"] is None else [state["epoch_rng"]]   # None before the first batch
         for rs in [state["data_rng"]] + state["dropout_rng"] + epoch_rng:
             np.random.default_rng().bit_generator.state = rs   # raises on anything malformed
@@ -167,11 +188,14 @@ class Trainer:
             self.best_weights = None
             self.state = {"step": 0, "epoch": 0, "pos": 0, "epoch_rng": None, "best_valid": None,
                           "best_step": None, "final_loss": None, "train_seconds": 0.0,
-                          "horizon": cfg.decay_steps,
+                          "horizon": cfg.decay_steps, **newer_state(),
                           "max_len": 2 * max(len(self.tgt_vocab.encode(t)) for _, t in self.splits["train"]) + 10}
         self.train_src = [encode_source(self.src_vocab, s) for s, _ in self.splits["train"]]
         self.train_tgt = [self.tgt_vocab.encode(t) + [EOS] for _, t in self.splits["train"]]
         self.train_lengths = [len(x) for x in self.train_src]            # what batching groups by
+        self.valid_pairs = self.splits["valid"][:cfg.valid_size]
+        # An output longer than every reference is wrong whatever follows, so validation decodes no further
+        self.valid_max_len = max(len(self.tgt_vocab.encode(t)) for _, t in self.valid_pairs) + 1
         self.batches_per_epoch = math.ceil(len(self.train_src) / cfg.batch_size)
         self.order = None
         self.stop_signal = None
@@ -217,7 +241,7 @@ class Trainer:
         if self.ckpt.manifest().get("best"):
             self.best_weights = self.ckpt.load("best")
             check_parameters(self.model.named_parameters(), self.best_weights, self.ckpt.current("best"))
-        self.state = state
+        self.state = state = dict(newer_state(), **state)
         self.log(f"resumed {self.cfg.out} at step {state['step']}")
 
     # ------------------------------------------------------------------------------------------------
@@ -248,9 +272,18 @@ class Trainer:
         return WarmupDecay(self.cfg.lr, warm, horizon)(step)
 
     def validate(self):
-        metrics, _ = evaluate(self.model, self.src_vocab, self.tgt_vocab, self.splits["valid"][:2000],
-                              self.state["max_len"])
+        metrics, _ = evaluate(self.model, self.src_vocab, self.tgt_vocab, self.valid_pairs, self.valid_max_len)
         return metrics
+
+    def validation_due(self, elapsed, last_validation):
+        """Whether to validate after this step (module docstring: validation points). `elapsed` and
+        `last_validation` are seconds of this run."""
+        cfg, step = self.cfg, self.state["step"]
+        if cfg.eval_every is not None or cfg.max_seconds is None:
+            return step % (cfg.eval_every or EVAL_STEPS) == 0
+        interval = EVAL_FRACTION * cfg.max_seconds
+        # the final evaluation follows the budget anyway: none in its last tenth
+        return elapsed - last_validation >= interval and cfg.max_seconds - elapsed >= interval
 
     def should_stop(self, run_start):
         cfg, s = self.cfg, self.state
@@ -274,6 +307,7 @@ class Trainer:
         run_start, run_start_step = time.perf_counter(), s["step"]
         base_seconds = s["train_seconds"]
         window_start, window_steps = time.perf_counter(), 0
+        last_validation = 0.0                   # seconds into this run
         try:
             while not self.should_stop(run_start):
                 src, tgt = self.next_batch()
@@ -291,15 +325,17 @@ class Trainer:
                     raise self.diverged(f"the update at lr {self.opt.lr:g} made parameters overflow", s["step"] + 1)
                 s["step"] += 1
                 s["final_loss"] = loss
+                s["loss_window"] = [s["loss_window"][0] + loss, s["loss_window"][1] + 1]   # since the last validation
                 window_steps += 1
+                elapsed = time.perf_counter() - run_start
                 if s["step"] % cfg.log_every == 0:
                     ms = 1000 * (time.perf_counter() - window_start) / window_steps
-                    total = cfg.steps if cfg.steps is not None else "?"
-                    self.log(f"step {s['step']}/{total} | loss {loss:.4f} | grad-norm {norm:.2f} | "
+                    self.log(f"{self.progress(elapsed)} | loss {loss:.4f} | grad-norm {norm:.2f} | "
                              f"lr {self.opt.lr:.1e} | {ms:.0f} ms/step")
                     window_start, window_steps = time.perf_counter(), 0
-                if s["step"] % cfg.eval_every == 0:
-                    self._validate_and_save(run_start, run_start_step)
+                if self.validation_due(elapsed, last_validation):
+                    self._validate_and_save(run_start, run_start_step, base_seconds)
+                    last_validation = time.perf_counter() - run_start
                     window_start, window_steps = time.perf_counter(), 0
         finally:
             for sig, handler in handlers.items():
@@ -334,13 +370,27 @@ class Trainer:
                 raise
             raise self.diverged(f"non-finite values in the {where}: {e}", step) from None
 
+    def progress(self, elapsed):
+        """The head of a log line: "step 120/2000", or under a time budget "step 120 | 8 s, 22 s left"."""
+        cfg, step = self.cfg, self.state["step"]
+        if cfg.max_seconds is not None and cfg.steps is None:
+            return f"step {step} | {elapsed:.0f} s, {max(0.0, cfg.max_seconds - elapsed):.0f} s left"
+        return f"step {step}/{cfg.steps if cfg.steps is not None else '?'}"
+
     def _on_signal(self, signum, frame):
         self.stop_signal = signum  # finish the current step, checkpoint, and stop
 
-    def _validate_and_save(self, run_start, run_start_step):
+    def _validate_and_save(self, run_start, run_start_step, base_seconds):
+        """Validate, add the point to the learning curve (with the mean training loss since the previous
+        point), keep the best weights, refit the decay, checkpoint."""
         cfg, s = self.cfg, self.state
         with self.numerics("validation", s["step"]):
             m = self.validate()
+        loss_sum, n = s["loss_window"]
+        s["history"].append({"step": s["step"], "seconds": round(base_seconds + time.perf_counter() - run_start, 3),
+                             "exact_match": m["exact_match"], "token_accuracy": m["token_accuracy"],
+                             "loss": loss_sum / n})
+        s["loss_window"] = [0.0, 0]
         score = [m["exact_match"], m["token_accuracy"]]                 # ties on exact match: token accuracy
         improved = s["best_valid"] is None or score > s["best_valid"]
         if improved:
@@ -371,7 +421,7 @@ class Trainer:
                   "valid_exact_match": last["exact_match"],
                   "final_loss": s["final_loss"], "train_seconds": round(s["train_seconds"], 3),
                   "steps": s["step"], "epochs": s["epoch"], "beam_size": cfg.beam_size,
-                  "config": dataclasses.asdict(cfg)}
+                  "history": s["history"], "config": dataclasses.asdict(cfg)}
         self.log(f"test: exact match {result['test_exact_match']:.4f} | token accuracy "
                  f"{result['test_token_accuracy']:.4f} | BLEU {result['test_bleu']:.2f} | chrF "
                  f"{result['test_chrf']:.2f} | {result['test_examples']} sources | {s['step']} steps in "
