@@ -10,6 +10,7 @@ run, 130/143 after SIGINT/SIGTERM (a checkpoint is written first).
 """
 import argparse
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -22,6 +23,7 @@ from .attention import ATTENTIONS
 from .cell import PEEPHOLES
 from .checkpoint import MANIFEST, STEP_FILE, TEMP_PREFIX, CheckpointDir, CheckpointError, read_json
 from .data import DataError
+from .sweep import SweepError
 
 RUN_FILES = ("checkpoint.json", "config.json", "src_vocab.json", "tgt_vocab.json")
 RUN_CONTROL = {"steps", "epochs", "max_seconds", "metrics_out", "beam_size", "eval_every", "log_every", "out"}
@@ -65,15 +67,11 @@ def add_threads_flag(group):
                             "faster than two on a 2-core machine, and several times faster when other jobs share it]")
 
 
-def build_parser():
+def add_train_options(t, for_sweep=False):
+    """The options of `lstm-np train` (a sweep passes them to each of its runs and lacks the run-bookkeeping
+    ones: --seed, --out, --resume, --overwrite, --metrics-out, --threads)."""
     from .train import TrainConfig
     d = TrainConfig()
-    p = Parser(prog="lstm-np", description="Train and run pure-NumPy LSTM sequence-to-sequence models.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-
-    t = sub.add_parser("train", help="train a model on a built-in task or TSV files",
-                       description="Train an encoder/decoder model. Each option's default is in brackets.",
-                       argument_default=argparse.SUPPRESS)
     g = t.add_argument_group("data")
     g.add_argument("--task", choices=sorted(task_lib.TASKS), help="a built-in toy task (see 'lstm-np tasks')")
     g.add_argument("--train", metavar="FILE", help="training pairs, one 'source<TAB>target' per line")
@@ -109,18 +107,31 @@ def build_parser():
                    help=f"stop after S seconds of training, counting the steps, validation and checkpoints but "
                         f"not loading the data or the final test evaluation [{DEFAULT_MAX_SECONDS:g} if neither "
                         f"--steps nor --epochs]")
-    g.add_argument("--seed", type=nonneg_int, help=f"seed of weights, data order and dropout [{d.seed}]")
+    if not for_sweep:
+        g.add_argument("--seed", type=nonneg_int, help=f"seed of weights, data order and dropout [{d.seed}]")
     g.add_argument("--eval-every", type=positive_int,
                    help="validate and checkpoint every N steps [each tenth of --max-seconds; else every 250]")
     g.add_argument("--valid-size", type=positive_int,
                    help=f"held-out pairs validated during training [{d.valid_size}]")
     g.add_argument("--log-every", type=positive_int, help=f"one log line every N steps [{d.log_every}]")
     g.add_argument("--beam-size", type=positive_int, help=f"beam width of the final test evaluation [{d.beam_size}]")
+    if for_sweep:
+        return
     g.add_argument("--out", metavar="DIR", help="checkpoint directory [runs/<task or training file name>]")
     g.add_argument("--resume", action="store_true", default=False, help="continue the run saved in --out")
     g.add_argument("--overwrite", action="store_true", default=False, help="replace a run already saved in --out")
     g.add_argument("--metrics-out", metavar="FILE", help="write the final metrics as JSON")
     add_threads_flag(g)
+
+
+def build_parser():
+    p = Parser(prog="lstm-np", description="Train and run pure-NumPy LSTM sequence-to-sequence models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    t = sub.add_parser("train", help="train a model on a built-in task or TSV files",
+                       description="Train an encoder/decoder model. Each option's default is in brackets.",
+                       argument_default=argparse.SUPPRESS)
+    add_train_options(t)
 
     tr = sub.add_parser("translate", help="translate with a trained checkpoint")
     tr.add_argument("--checkpoint", metavar="DIR", required=True, help="a directory written by 'lstm-np train'")
@@ -132,6 +143,29 @@ def build_parser():
     tr.add_argument("text", nargs="*", help="source texts [one per line on standard input]")
 
     sub.add_parser("tasks", help="list the built-in tasks with an example each")
+
+    s = sub.add_parser("sweep", help="train a grid of runs in parallel and summarise them",
+                       description="Train every combination of the --grid values for --seeds seeds, in parallel, "
+                                   "and summarise the scores with 95% confidence intervals. The train options "
+                                   "go to every run. Each option's default is in brackets.",
+                       argument_default=argparse.SUPPRESS)
+    g = s.add_argument_group("sweep")
+    g.add_argument("--grid", metavar="KEY=V1,V2", action="append", default=[],
+                   help="a train option and the values to try (repeatable; the runs are the cross product), "
+                        "e.g. peephole=full,diagonal,none or hidden-size=64,128")
+    g.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 for every grid point [3]")
+    g.add_argument("--workers", type=positive_int, default=None,
+                   help="local worker processes, one BLAS thread each [all cores]")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help='run on the Dask cluster at ADDRESS (tcp://host:port) instead: pip install "lstm_np[dask]"')
+    g.add_argument("--out", metavar="DIR", help="results folder [runs/sweep-<task or training file name>]")
+    g.add_argument("--retry-errors", action="store_true", default=False,
+                   help="run again the runs whose row says error (finished runs are never redone)")
+    g.add_argument("--summary", metavar="DIR", help="only print the summary of the sweep in DIR")
+    g.add_argument("--threshold", type=number_type(float, "a fraction in (0, 1]", lambda v: 0 < v <= 1),
+                   default=0.99, help="validation exact match the summary times the runs to [0.99]")
+    g.add_argument("--plot", metavar="PNG", help="save learning curves and final scores (matplotlib)")
+    add_train_options(s, for_sweep=True)
     return p
 
 
@@ -166,19 +200,31 @@ def train_config(args):
             if k in given:
                 setattr(cfg, k, given[k])
     else:
-        if ("task" in given) == ("train" in given):
-            raise UsageError("give exactly one of --task NAME or --train FILE")
-        if "train" not in given and ("valid" in given or "test" in given):
-            raise UsageError("--valid and --test go with --train FILE (built-in tasks have their own splits)")
-        cfg = TrainConfig(**given)
+        cfg = new_run_config(given)
         if cfg.out is None:
-            name = cfg.task or os.path.splitext(os.path.basename(cfg.train))[0]
-            cfg.out = os.path.join("runs", name)
-        if cfg.task is not None and cfg.tokens != "char":
-            raise UsageError(f"built-in tasks are character-level; --tokens {cfg.tokens} does not apply")
+            cfg.out = os.path.join("runs", data_name(cfg))
     if cfg.steps is None and cfg.epochs is None and cfg.max_seconds is None:
         cfg.max_seconds = DEFAULT_MAX_SECONDS
     return cfg
+
+
+def new_run_config(given):
+    """TrainConfig of a new run from the given options (data paths already absolute); UsageError if they do
+    not describe one."""
+    from .train import TrainConfig
+    if ("task" in given) == ("train" in given):
+        raise UsageError("give exactly one of --task NAME or --train FILE")
+    if "train" not in given and ("valid" in given or "test" in given):
+        raise UsageError("--valid and --test go with --train FILE (built-in tasks have their own splits)")
+    cfg = TrainConfig(**given)
+    if cfg.task is not None and cfg.tokens != "char":
+        raise UsageError(f"built-in tasks are character-level; --tokens {cfg.tokens} does not apply")
+    return cfg
+
+
+def data_name(cfg):
+    """What a run's default folder is named after: the task, or the training file's name."""
+    return cfg.task or os.path.splitext(os.path.basename(cfg.train))[0]
 
 
 def cmd_train(args):
@@ -242,6 +288,129 @@ def cmd_tasks(args):
     return 0
 
 
+SWEEP_FLAGS = {"grid", "seeds", "workers", "scheduler", "out", "retry_errors", "summary", "threshold", "plot"}
+
+
+def cmd_sweep(args):
+    from . import sweep as sw
+    if "summary" in args:
+        return print_sweep_summary(args.summary, args.threshold, getattr(args, "plot", None))
+    from .train import TrainConfig
+    given = {k: v for k, v in vars(args).items() if k not in SWEEP_FLAGS | {"command"}}
+    for k in DATA_FILES & given.keys():
+        given[k] = os.path.abspath(given[k])
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    grid = sw.parse_grid(args.grid, known)
+    both = sorted(grid.keys() & given.keys())
+    if both:
+        raise UsageError(f"--{both[0].replace('_', '-')} is given both as a train option and as a --grid key")
+    if not {"task", "train"} & (given.keys() | grid.keys()):
+        raise UsageError("give --task NAME or --train FILE (or a --grid over them)")
+    runs = sw.plan(given, grid, args.seeds, grid_value_parser())
+    for run in runs:
+        if run.error is None:
+            try:
+                cfg = new_run_config({**run.options, **{k: os.path.abspath(v) for k, v in run.options.items()
+                                                         if k in DATA_FILES}})
+            except UsageError as e:
+                run.options, run.error = None, str(e)
+                continue
+            if cfg.steps is None and cfg.epochs is None and cfg.max_seconds is None:
+                cfg.max_seconds = DEFAULT_MAX_SECONDS
+            run.options = dataclasses.asdict(cfg)
+    name = given.get("task") or (data_name(TrainConfig(train=given["train"])) if "train" in given else "grid")
+    out = getattr(args, "out", None) or os.path.join("runs", f"sweep-{name}")
+    store = sw.ResultsStore(out, list(grid), json.loads(json.dumps(given)), [r.id for r in runs])
+    todo = [r for r in runs if not store.has(r, args.retry_errors)]
+    workers = args.workers or len(os.sched_getaffinity(0))
+    where = f"the Dask cluster at {args.scheduler}" if "scheduler" in args else f"{workers} local workers"
+    print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already done; {len(todo)} to run on {where} "
+          f"-> {out}", flush=True)
+    done = len(runs) - len(todo)
+
+    def report(run, outcome):
+        nonlocal done
+        row = store.record(run, outcome)
+        done += 1
+        what = (f"exact match {float(row['test_exact_match']):.4f} in {float(row['train_seconds']):.0f} s, "
+                f"{row['steps']} steps" if row["status"] == "ok" else f"error: {row['error']}")
+        print(f"[{done}/{len(runs)}] {run.label()}: {what}", flush=True)
+
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)   # SIGTERM stops like Ctrl-C
+    try:
+        for run in todo:
+            if run.error is not None:
+                report(run, sw.failed(run.error))
+        ready = [r for r in todo if r.error is None]
+        outcomes = (sw.dask_outcomes(ready, args.scheduler) if "scheduler" in args
+                    else sw.local_outcomes(ready, workers, store.runs_dir,
+                                           notify=lambda line: print(f"lstm-np: {line}", file=sys.stderr, flush=True)))
+        for run, outcome in outcomes:
+            report(run, outcome)
+    except KeyboardInterrupt:
+        print(f"lstm-np: interrupted; {done} of {len(runs)} runs are in {store.csv_path} (the same command "
+              f"continues)", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print_sweep_summary(out, args.threshold, getattr(args, "plot", None), runs)
+    failed = [r for r in runs if store.rows[r.id]["status"] == "error"]
+    if failed:
+        print(f"lstm-np: {len(failed)} of {len(runs)} runs failed (status error in {store.csv_path}; "
+              f"--retry-errors runs them again)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def grid_value_parser():
+    """parse_value(key, text) for `sweep.plan`: a grid value typed and checked as `train` would, or
+    ValueError. Switches (--peeky, --bidirectional, ...) take true/false (also on/off, yes/no, 1/0)."""
+    parser = Parser(prog="lstm-np train", argument_default=argparse.SUPPRESS)
+    add_train_options(parser, for_sweep=True)
+    actions = {a.dest: a for a in parser._actions}
+    truth = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+
+    def parse_value(key, text):
+        action = actions[key]
+        if action.nargs == 0 or isinstance(action, argparse.BooleanOptionalAction):
+            if text.lower() not in truth:
+                raise ValueError(f"--{key.replace('_', '-')} is a switch: give true or false, got {text!r}")
+            return truth[text.lower()]
+        try:
+            return getattr(parser.parse_args([action.option_strings[0], text]), key)
+        except UsageError as e:
+            raise ValueError(str(e).split(" (see ")[0]) from None
+    return parse_value
+
+
+def print_sweep_summary(folder, threshold, plot=None, runs=None):
+    """The summary table of the sweep in `folder` (of `runs` only, when given), also saved as summary.md."""
+    from . import study
+    from . import sweep as sw
+    saved = read_json(os.path.join(folder, "sweep.json"))
+    if not isinstance(saved, dict) or not isinstance(saved.get("grid_keys"), list):
+        raise UsageError(f"{folder}/sweep.json: not a sweep lstm_np wrote")
+    keys = saved["grid_keys"]
+    csv_path = os.path.join(folder, "results.csv")
+    rows = sw.read_results(csv_path, keys) if os.path.exists(csv_path) else {}
+    if runs is not None:
+        rows = {r.id: rows[r.id] for r in runs if r.id in rows}
+    if not rows:
+        raise UsageError(f"{folder}: no finished runs yet")
+    ids = list(rows)
+    histories = [sw.ResultsStore.history_of(folder, i) for i in ids]
+    summary = study.summarize(list(rows.values()), keys, histories, threshold)
+    table = study.format_summary(summary, keys, threshold)
+    print(table)
+    from .data import atomic_write
+    atomic_write(os.path.join(folder, "summary.md"), lambda f: f.write((table + "\n").encode("utf-8")))
+    if plot:
+        from .plot import plot_sweep
+        plot_sweep(plot, list(rows.values()), keys, histories)
+        print(f"plot saved to {plot}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None):
     from .train import TrainingError
     parser = build_parser()
@@ -250,7 +419,7 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 2
-        command = {"train": cmd_train, "translate": cmd_translate, "tasks": cmd_tasks}[args.command]
+        command = {"train": cmd_train, "translate": cmd_translate, "tasks": cmd_tasks, "sweep": cmd_sweep}[args.command]
         with threadpool_limits(limits=getattr(args, "threads", None), user_api="blas"):
             return command(args)
     except TrainingError as e:
@@ -259,7 +428,7 @@ def main(argv=None):
     except OSError as e:   # "path: reason" rather than "[Errno 2] No such file or directory: 'path'"
         print(f"lstm-np: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2
-    except (UsageError, DataError, CheckpointError, ValueError, TypeError) as e:
+    except (UsageError, DataError, CheckpointError, SweepError, ValueError, TypeError) as e:
         print(f"lstm-np: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

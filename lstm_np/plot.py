@@ -1,15 +1,11 @@
-"""Attention heatmaps (matplotlib, an optional extra: pip install "lstm_np[plot]")."""
+"""Figures (matplotlib, an optional extra: pip install "lstm_np[plot]"): attention heatmaps and a sweep's
+learning curves and final scores."""
 from .data import tokenize
 
 
 def plot_attention(path, texts, outputs, attention, src_vocab, tgt_vocab):
     """One heatmap per source text: rows are output tokens (then EOS), columns source tokens (then EOS)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError('--plot-attention needs matplotlib: pip install "lstm_np[plot]"') from None
+    plt = _pyplot("--plot-attention")
     n = len(texts)
     fig, axes = plt.subplots(n, 1, figsize=(7, 3.2 * n), squeeze=False)
     for ax, text, out, alpha in zip(axes[:, 0], texts, outputs, attention):
@@ -24,3 +20,65 @@ def plot_attention(path, texts, outputs, attention, src_vocab, tgt_vocab):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_sweep(path, rows, keys, histories):
+    """Learning curves (validation exact match against seconds: mean and 95% band per grid point) beside the
+    final test exact match per grid point (mean and 95% interval over its seeds)."""
+    import numpy as np
+
+    from .study import mean_ci, t975
+    plt = _pyplot("--plot")
+    groups = {}
+    for row, history in zip(rows, histories):
+        if row["status"] == "ok":
+            groups.setdefault(" ".join(f"{k}={row[k]}" for k in keys) or "all runs", []).append((row, history))
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    end = max((h[-1]["seconds"] for _, members in groups.items() for _, h in members if h), default=1.0)
+    grid = np.linspace(0.0, end, 200)                                   # common time axis (s)
+    for label, members in groups.items():
+        runs = np.array([step_curve(h, grid) for _, h in members if h])   # (runs, 200)
+        if not len(runs):
+            continue
+        mean = runs.mean(axis=0)
+        line, = curves.plot(grid, 100 * mean, label=f"{label} (n={len(runs)})")
+        if len(runs) > 1:
+            half = t975(len(runs) - 1) * runs.std(axis=0, ddof=1) / np.sqrt(len(runs))
+            curves.fill_between(grid, 100 * (mean - half), 100 * np.minimum(mean + half, 1.0), alpha=0.2,
+                                color=line.get_color())
+    curves.set_xlabel("training seconds")
+    curves.set_ylabel("validation exact match (%)")
+    curves.set_ylim(0, 100)
+    if curves.lines:
+        curves.legend(fontsize=8)
+    curves.grid(alpha=0.3)
+    labels = list(groups)
+    stats = [mean_ci([float(r["test_exact_match"]) for r, _ in groups[label]]) for label in labels]
+    bars.bar(range(len(labels)), [100 * m for m, _ in stats],
+             yerr=[100 * (h or 0.0) for _, h in stats], capsize=4, color="tab:gray")
+    bars.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    bars.set_ylabel("test exact match (%), mean ± 95% CI")
+    bars.set_ylim(0, 100)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def step_curve(history, times):
+    """A run's validation exact match at each of `times`: its latest point by then (0 before the first)."""
+    import numpy as np
+    seconds = np.array([p["seconds"] for p in history])
+    scores = np.array([p["exact_match"] for p in history])
+    latest = np.searchsorted(seconds, times, side="right") - 1
+    return np.where(latest >= 0, scores[np.maximum(latest, 0)], 0.0)
+
+
+def _pyplot(flag):
+    """matplotlib.pyplot on the file-only Agg backend, or a clear error naming the flag that needs it."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError(f'{flag} needs matplotlib: pip install "lstm_np[plot]"') from None
+    return plt

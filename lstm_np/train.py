@@ -171,10 +171,13 @@ def check_state(state, path):
 
 
 class Trainer:
-    """One training run (new, or resumed from cfg.out) of a TrainConfig; `run()` returns the final metrics."""
+    """One training run (new, or resumed from cfg.out) of a TrainConfig; `run()` returns the final metrics.
 
-    def __init__(self, cfg, resume=False, log=print):
-        self.cfg, self.log = cfg, log
+    handle_signals: SIGINT/SIGTERM finish the current step, checkpoint and stop (a run in the main thread of
+    its own process; a sweep's worker leaves signals to its engine)."""
+
+    def __init__(self, cfg, resume=False, log=print, handle_signals=True):
+        self.cfg, self.log, self.handle_signals = cfg, log, handle_signals
         self.ckpt = CheckpointDir(cfg.out) if cfg.out else None
         self.splits, self.source = load_data(cfg)
         if resume:
@@ -303,7 +306,8 @@ class Trainer:
         self.log(f"data: {self.source}: {len(self.splits['train'])} train / {len(self.splits['valid'])} valid"
                  + (f" / {len(self.splits['test'])} test" if self.splits["test"] else "")
                  + f" pairs | vocab {len(self.src_vocab)} -> {len(self.tgt_vocab)} | {n_params:,} parameters")
-        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        handlers = ({sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+                    if self.handle_signals else {})
         run_start, run_start_step = time.perf_counter(), s["step"]
         base_seconds = s["train_seconds"]
         window_start, window_steps = time.perf_counter(), 0
