@@ -296,17 +296,21 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(code, {"error": text}, head=self.command == "HEAD")
 
 
+class ExplorerServer(ThreadingHTTPServer):
+    daemon_threads = True       # a request still running does not hold up Ctrl-C
+    request_queue_size = 64     # connections waiting to be accepted (the standard library's 5 is easily reached
+                                # by a page and a script asking at once)
+
+
 def make_server(explorer, host="127.0.0.1", port=8000):
     """A ThreadingHTTPServer for `explorer` listening on (host, port) (port 0: a free port, see
     server.server_address); ValueError saying why if it cannot listen there."""
     handler = type("ExplorerHandler", (Handler,), {"explorer": explorer, "files": static_files(),
                                                    "allowed_hosts": LOOPBACK if host in LOOPBACK else None})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        return ExplorerServer((host, port), handler)
     except OSError as e:
         raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    server.daemon_threads = True
-    return server
 
 
 def serve(explorer, host="127.0.0.1", port=8000, out=sys.stdout):
