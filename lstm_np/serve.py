@@ -28,6 +28,7 @@ threads, but the model keeps each forward's values in its modules, so one lock l
 a time.
 """
 import json
+import socket
 import sys
 import threading
 import traceback
@@ -308,7 +309,10 @@ def make_server(explorer, host="127.0.0.1", port=8000):
     handler = type("ExplorerHandler", (Handler,), {"explorer": explorer, "files": static_files(),
                                                    "allowed_hosts": LOOPBACK if host in LOOPBACK else None})
     try:
-        return ExplorerServer((host, port), handler)
+        server_class = ExplorerServer
+        if ":" in host:                                  # an IPv6 address such as ::1
+            server_class = type("ExplorerServer6", (ExplorerServer,), {"address_family": socket.AF_INET6})
+        return server_class((host, port), handler)
     except OSError as e:
         raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 

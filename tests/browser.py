@@ -50,14 +50,14 @@ def chromium(width=1280, height=900):
 
 
 @contextlib.contextmanager
-def running(explorer):
-    """The explorer served on a free loopback port in a background thread: yields its base URL."""
+def running(explorer, host="127.0.0.1"):
+    """The explorer served on a free port of `host` in a background thread: yields its base URL."""
     from lstm_np.serve import make_server
-    server = make_server(explorer, "127.0.0.1", 0)
+    server = make_server(explorer, host, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield f"http://{f'[{host}]' if ':' in host else host}:{server.server_address[1]}/"
     finally:
         server.shutdown()
         server.server_close()

@@ -205,6 +205,15 @@ def test_server_answers_after_every_bad_request(url):
     assert translate(url, src="April 3, 2021")["translation"]
 
 
+def test_ipv6_loopback_is_served_and_counts_as_loopback(explorer):
+    try:
+        with running(explorer, "::1") as base:
+            assert get(base, "/api/model")[0] == 200
+            assert get(base, "/api/model", headers={"Host": "attacker.example"})[0] == 403
+    except ValueError as e:
+        pytest.skip(f"no IPv6 loopback on this machine: {e}")
+
+
 # ----------------------------------------------------------------------------------------------- the page
 def test_page_and_its_files_are_served_with_their_types_and_a_strict_content_policy(url):
     status, head, body = get(url, "/")
