@@ -1,9 +1,10 @@
-"""The `lstm-np` command: train, translate, tasks.
+"""The `lstm-np` command: train, translate, tasks, serve.
 
     lstm-np train --task NAME [options]            a built-in toy task
     lstm-np train --train A.tsv [--valid B.tsv] [--test C.tsv] [options]
     lstm-np translate --checkpoint DIR "source text" ...     (or one source per line on standard input)
     lstm-np tasks
+    lstm-np serve --checkpoint DIR [--host 127.0.0.1] [--port 8000]    the explorer page (serve.py)
 
 Every error is one line on stderr and a non-zero exit status: 2 for bad usage or input, 3 for a diverged
 run, 130/143 after SIGINT/SIGTERM (a checkpoint is written first).
@@ -166,6 +167,19 @@ def build_parser():
                    default=0.99, help="validation exact match the summary times the runs to [0.99]")
     g.add_argument("--plot", metavar="PNG", help="save learning curves and final scores (matplotlib)")
     add_train_options(s, for_sweep=True)
+
+    from .serve import DEFAULT_MAX_SOURCE_LEN
+    sv = sub.add_parser("serve", help="explore a trained model in the browser: translation, attention, gates",
+                        description="Serve the explorer page and its JSON API (GET /api/model, "
+                                    "/api/translate?src=...) for a trained checkpoint, until Ctrl-C.")
+    sv.add_argument("--checkpoint", metavar="DIR", required=True, help="a directory written by 'lstm-np train'")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on [127.0.0.1: this machine only; 0.0.0.0 opens it to the network]")
+    sv.add_argument("--port", type=number_type(int, "a port in [0, 65535]", lambda v: 0 <= v <= 65535),
+                    default=8000, help="TCP port [8000; 0 picks a free one, printed at start]")
+    sv.add_argument("--max-source-len", type=positive_int, default=DEFAULT_MAX_SOURCE_LEN,
+                    help=f"longest source accepted, in tokens [{DEFAULT_MAX_SOURCE_LEN}]")
+    add_threads_flag(sv)
     return p
 
 
@@ -411,6 +425,12 @@ def print_sweep_summary(folder, threshold, plot=None, runs=None):
     return 0
 
 
+def cmd_serve(args):
+    from .serve import Explorer, serve
+    explorer = Explorer.from_checkpoint(args.checkpoint, max_source_len=args.max_source_len)
+    return serve(explorer, args.host, args.port)
+
+
 def main(argv=None):
     from .train import TrainingError
     parser = build_parser()
@@ -419,7 +439,8 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 2
-        command = {"train": cmd_train, "translate": cmd_translate, "tasks": cmd_tasks, "sweep": cmd_sweep}[args.command]
+        command = {"train": cmd_train, "translate": cmd_translate, "tasks": cmd_tasks, "sweep": cmd_sweep,
+                   "serve": cmd_serve}[args.command]
         with threadpool_limits(limits=getattr(args, "threads", None), user_api="blas"):
             return command(args)
     except TrainingError as e:

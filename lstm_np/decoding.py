@@ -8,6 +8,10 @@ stop a sentence at EOS. A hypothesis y_1..y_n (ending in EOS, or cut at max_len)
 Beam search keeps the k best prefixes by summed log-probability, retires a prefix when it emits EOS, and
 returns the best retired (or surviving) hypothesis. Beam search is a heuristic, so the greedy hypothesis is
 always among the candidates: a beam never returns a lower score than greedy, and beam_size=1 is greedy.
+
+`replay` runs the model once more over a source and its decoded output with the decoder teacher-forced on
+that output, which feeds it the tokens decoding fed it: the attention (`attention_weights`) and the LSTMs'
+per-step gates and states (`trace`) of the decoding, from one forward call per LSTM.
 """
 import numpy as np
 
@@ -40,15 +44,55 @@ def greedy(model, src, max_len, length_penalty=1.0):
     return tokens, logp_sum / np.maximum(n, 1) ** length_penalty
 
 
+def replay(model, src, outputs):
+    """Run the model once more on src (B, S) and its decoded `outputs` (B token lists, EOS stripped), the
+    decoder teacher-forced on BOS, y_1 .. y_n: the inputs decoding fed it, so the same steps, in one call.
+    Afterwards the encoder's and decoder's LSTMs hold those steps (`LSTM.step_values`).
+    -> attention (B, n_max + 1, S) over the source's own positions, or None without attention."""
+    keys, h0, c0, mask, summary = model.encode(src)
+    if len(outputs) != keys.shape[0]:
+        raise ValueError(f"outputs must hold one token list per source row ({keys.shape[0]}), got {len(outputs)}")
+    tgt = pad_batch([list(o) for o in outputs], add_eos=True)
+    _, _, alpha = model.decoder.forward(teacher_forcing_input(tgt).T, h0, c0, summary, keys, mask)  # (B, n, S)
+    if alpha is not None and model.reverse_source:  # the encoder's reading order -> the source's positions
+        alpha = reverse_within_lengths(alpha, lengths_of(np.asarray(src)))
+    return alpha
+
+
 def attention_weights(model, src, outputs):
     """Attention of the decoder reading `outputs` (token lists, EOS stripped) for src: a list of B arrays
     (len(outputs[b]) + 1, S) over the source's positions (the last row is the step that emits EOS)."""
-    tgt = pad_batch([list(o) for o in outputs], add_eos=True)
-    keys, h0, c0, mask, summary = model.encode(src)
-    _, _, alpha = model.decoder.forward(teacher_forcing_input(tgt).T, h0, c0, summary, keys, mask)  # (B, n, S)
-    if model.reverse_source:  # from the encoder's reading order back to the source's own positions
-        alpha = reverse_within_lengths(alpha, lengths_of(np.asarray(src)))
+    alpha = replay(model, src, outputs)
     return [alpha[b, :len(o) + 1] for b, o in enumerate(outputs)]
+
+
+def trace(model, src, outputs):
+    """What the model computes for src (B, S) and its decoded `outputs` (token lists, EOS stripped), per
+    sentence b with m = its source length (EOS included) and n = len(outputs[b]):
+
+        {"attention": (n + 1, m) weights over the source's positions, or None without attention,
+         "encoder": [layer][direction] {"positions": (m,), "i", "f", "o", "c_tilde", "c", "h": (m, H)},
+         "decoder": [layer] {"i", "f", "o", "c_tilde", "c", "h": (n + 1, Hd)}}
+
+    Encoder step t reads source position positions[t] (reversed for a reversed source and for the reverse
+    direction). Decoder step t reads BOS, y_1 .. y_n and emits y_1 .. y_n, then EOS; the values are the
+    LSTMs' own (`LSTM.step_values` after `replay`), copied out per sentence."""
+    alpha = replay(model, src, outputs)
+    src_len = lengths_of(np.asarray(src))
+    enc, dec = model.encoder.lstm, model.decoder.lstm
+    enc_values = [[enc.step_values(layer, d) for d in range(enc.num_directions)] for layer in range(enc.num_layers)]
+    dec_values = [dec.step_values(layer) for layer in range(dec.num_layers)]
+    traces = []
+    for b, out in enumerate(outputs):
+        m, n = int(src_len[b]), len(out) + 1
+        read = np.arange(m)[::-1] if model.reverse_source else np.arange(m)  # the forward direction's order
+        encoder = [[dict(positions=read if d == 0 else read[::-1].copy(),
+                         **{name: v[:m, b].copy() for name, v in values.items()})
+                    for d, values in enumerate(layer)] for layer in enc_values]
+        decoder = [{name: v[:n, b].copy() for name, v in values.items()} for values in dec_values]
+        traces.append({"attention": None if alpha is None else alpha[b, :n, :m].copy(),
+                       "encoder": encoder, "decoder": decoder})
+    return traces
 
 
 def beam_search(model, src, max_len, beam_size, length_penalty=1.0):

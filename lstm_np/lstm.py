@@ -19,10 +19,14 @@ Variable-length batches (`lengths`, the semantics of packed sequences): at steps
 states after its last real step. The reverse direction reads each sequence from its own last real step:
 its input is gathered with `rev[t, b] = lengths[b] - 1 - t` (t < lengths[b]), an index map that is its own
 inverse, so the same gather puts its outputs back in place.
+
+What the last forward computed at each step (the gates i_t, f_t, o_t, c~_t and the states c_t, h_t) can be
+read back with `step_values(layer, direction)`: views of the arrays A and S above, which the backward keeps
+anyway, so inspecting a model costs nothing when nobody asks.
 """
 import numpy as np
 
-from .cell import LSTMCell, as_float_array, check_dtype, check_peephole, to_gate_major
+from .cell import GATES, LSTMCell, as_float_array, check_dtype, check_peephole, to_gate_major
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -178,6 +182,29 @@ class LSTM:
         if mask is not None:
             y *= mask[:, :, None]                                             # padded outputs are zero
         return y, (S[0, T], S[1, T]), (x, A, S, TC)
+
+    def step_values(self, layer=0, direction=0):
+        """What the last forward computed at every step of one layer and direction:
+
+            {"i": i_t, "f": f_t, "o": o_t, "c_tilde": c~_t, "c": c_t, "h": h_t}    each (T, B, H)
+
+        read from the arrays the backward uses (no recomputation, nothing stored for it), as read-only views:
+        they stay valid after later forwards, which allocate new arrays. Step t is the layer's t-th step in
+        its own reading order: for the reverse direction (direction=1) that is position lengths[b] - 1 - t.
+        At steps t >= lengths[b] (padding) h_t and c_t are the carried states and the gates were computed
+        and discarded: ignore them. ValueError if there was no completed forward.
+        """
+        self.cell(layer, direction)                                           # checks layer and direction
+        if self._cache is None:
+            raise ValueError("step_values() needs a completed forward() (there was none yet, or the last one "
+                             "raised)")
+        _, A, S, _ = self._cache[0][layer * self.num_directions + direction]
+        gate = {g: A[:, k] for k, g in enumerate(GATES)}                      # activated gates   (T, B, H) each
+        values = {"i": gate["i"], "f": gate["f"], "o": gate["o"], "c_tilde": gate["c"],
+                  "c": S[1, 1:], "h": S[0, 1:]}                               # S[:, 0] is (h_0, c_0)
+        for v in values.values():
+            v.flags.writeable = False                                         # the backward still reads them
+        return values
 
     # ----------------------------------------------------------------------------------------------
     def backward(self, dy, dh_n=None, dc_n=None):

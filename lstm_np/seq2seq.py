@@ -14,6 +14,8 @@ concatenated to the decoder's input at every step and, without attention, to the
 the decoder never has to carry it through its own state. With attention the output layer reads Luong's
 attentional hidden state h~_t = tanh(W_c [ctx_t ; h_t]) instead; peeky then only widens the decoder's input.
 """
+import contextlib
+
 import numpy as np
 
 from .attention import Attention, check_attention
@@ -268,15 +270,30 @@ class Seq2Seq:
         if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(length_penalty) or length_penalty < 0:
             raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
-        was_training = self.training
-        self.eval()
-        self._cache = None  # decoding reuses the modules' caches: no backward after translate
-        try:
+        with self._decoding():
             if beam_size == 1:
                 out, _ = greedy(self, src, max_len, length_penalty)
             else:
                 out = beam_search(self, src, max_len, beam_size, length_penalty)
             attn = attention_weights(self, src, out) if return_attention and self.attention else None
+        return (out, attn) if return_attention else out
+
+    def trace(self, src, outputs):
+        """The encoder's and decoder's per-step LSTM values (gates i, f, o, c~, states c, h) and the attention
+        for src (B, S) and its decoded `outputs` (e.g. from `translate`): a list of B dicts, see
+        `decoding.trace`. The model runs once more in eval mode, the decoder teacher-forced on `outputs`."""
+        from .decoding import trace
+        with self._decoding():
+            return trace(self, src, outputs)
+
+    @contextlib.contextmanager
+    def _decoding(self):
+        """Eval mode for the block, then the mode as it was; decoding reuses the modules' caches, so the
+        last loss can no longer be differentiated."""
+        was_training = self.training
+        self.eval()
+        self._cache = None
+        try:
+            yield
         finally:
             self.train(was_training)
-        return (out, attn) if return_attention else out

@@ -1,4 +1,20 @@
 import os
+import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py, the independent implementation
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py (the independent implementation), browser.py
+
+
+@pytest.fixture(scope="session")
+def dates_checkpoint(tmp_path_factory):
+    """A small model of the built-in dates task, trained by the command line: hidden size 16, 300 steps
+    (a few seconds). Good for the shapes and plumbing of what reads checkpoints, not for its translations."""
+    folder = tmp_path_factory.mktemp("dates")
+    args = ["train", "--task", "dates", "--steps", "300", "--hidden-size", "16", "--embed-size", "16",
+            "--batch-size", "32", "--eval-every", "150", "--log-every", "100", "--out", "run"]
+    result = subprocess.run([sys.executable, "-m", "lstm_np"] + args, cwd=folder, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, f"training the dates fixture failed:\n{result.stdout}\n{result.stderr}"
+    return folder / "run"

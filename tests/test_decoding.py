@@ -7,6 +7,7 @@ import pytest
 
 from lstm_np.data import BOS, EOS, PAD
 from lstm_np.decoding import beam_search, greedy
+from reference import reference_lstm
 from test_seq2seq import SRC, make_model
 
 MAX_LEN = 6
@@ -179,3 +180,94 @@ def test_source_that_is_only_eos_decodes(beam_size):
                                   beam_size=beam_size)
         assert len(alone) == 1 and len(alone[0]) <= MAX_LEN
         assert batched[0] == alone[0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# trace: the per-step LSTM values behind a decoded output
+STEP_NAMES = ["i", "f", "o", "c_tilde", "c", "h"]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_trace_decoder_values_are_those_of_step_by_step_decoding(beam_size):
+    """The trace replays the decoder teacher-forced in one call; decoding ran it one step at a time. Fed
+    the same tokens (BOS, y_1 .. y_n, plus the step after y_n), every layer's gates and states agree."""
+    rng = np.random.default_rng(7)
+    for model in models():
+        src = random_src(rng)
+        outputs = model.translate(src, max_len=MAX_LEN, beam_size=beam_size)
+        traces = model.trace(src, outputs)
+        L = model.decoder.lstm.num_layers
+        for b, (out, tr) in enumerate(zip(outputs, traces)):
+            keys, h, c, mask, summary = model.encode(src[b:b + 1])
+            stepwise = [{name: [] for name in STEP_NAMES} for _ in range(L)]
+            for token in [BOS] + out:
+                _, (h, c), _ = model.decoder.forward(np.array([[token]]), h, c, summary, keys, mask)
+                for layer in range(L):
+                    for name, v in model.decoder.lstm.step_values(layer).items():
+                        stepwise[layer][name].append(v[0, 0])
+            assert len(tr["decoder"]) == L
+            for layer in range(L):
+                assert list(tr["decoder"][layer]) == STEP_NAMES
+                for name in STEP_NAMES:
+                    got = tr["decoder"][layer][name]
+                    assert got.shape == (len(out) + 1, model.decoder.lstm.hidden_size), (name, got.shape)
+                    np.testing.assert_allclose(got, np.array(stepwise[layer][name]), rtol=0, atol=1e-12,
+                                               err_msg=f"row {b} layer {layer} {name}")
+
+
+def test_trace_encoder_values_follow_the_reference_equations_in_reading_order():
+    """Per sentence, without its padding: the encoder stack rerun by the plain reference on the embedded
+    source in the encoder's reading order; step t of a direction holds the values of the step that read
+    source position positions[t]."""
+    rng = np.random.default_rng(8)
+    for model in models():
+        src = random_src(rng)
+        traces = model.trace(src, model.translate(src, max_len=MAX_LEN))
+        enc = model.encoder.lstm
+        for b, tr in enumerate(traces):
+            row = src[b][src[b] != PAD]
+            m = len(row)
+            reading = row[::-1] if model.reverse_source else row                  # what the encoder reads
+            record = {}
+            reference_lstm(enc, model.encoder.embed.W[reading][:, None, :], record=record)
+            assert len(tr["encoder"]) == enc.num_layers
+            for layer, directions in enumerate(tr["encoder"]):
+                assert len(directions) == enc.num_directions
+                for d, values in enumerate(directions):
+                    index = np.arange(m) if d == 0 else np.arange(m)[::-1]       # input index read at step t
+                    np.testing.assert_array_equal(row[values["positions"]], reading[index],
+                                                  err_msg=f"row {b} layer {layer} direction {d} positions")
+                    for name in STEP_NAMES:
+                        assert values[name].shape == (m, enc.hidden_size)
+                        np.testing.assert_allclose(values[name], record[layer, d][name][index, 0], rtol=0,
+                                                   atol=1e-12, err_msg=f"row {b} layer {layer} direction {d} {name}")
+
+
+def test_trace_attention_is_translates_attention_over_the_real_source_positions():
+    rng = np.random.default_rng(9)
+    for model in models():
+        src = random_src(rng)
+        outputs, attention = model.translate(src, max_len=MAX_LEN, return_attention=True)
+        for b, tr in enumerate(model.trace(src, outputs)):
+            if model.attention is None:
+                assert tr["attention"] is None
+                continue
+            m = int((src[b] != PAD).sum())
+            assert tr["attention"].shape == (len(outputs[b]) + 1, m)
+            np.testing.assert_array_equal(tr["attention"], attention[b][:, :m])
+            np.testing.assert_allclose(tr["attention"].sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+def test_trace_restores_the_mode_and_rejects_outputs_that_do_not_fit():
+    model = make_model(num_layers=2, seed=6, dropout=0.5, attention="luong")
+    outputs = model.translate(SRC, max_len=MAX_LEN)
+    assert model.training
+    first = model.trace(SRC, outputs)
+    assert model.training, "trace must leave the mode as it was"
+    again = model.trace(SRC, outputs)                   # eval mode inside: no dropout, the same values
+    np.testing.assert_array_equal(first[0]["decoder"][1]["h"], again[0]["decoder"][1]["h"])
+    with pytest.raises(ValueError, match="outputs"):
+        model.trace(SRC, outputs[:1])
+    with pytest.raises(ValueError, match="ids"):
+        model.trace(SRC, [[4], [99], []])
+    assert model.training, "a failed trace must restore the mode too"

@@ -398,3 +398,62 @@ def test_a_second_forward_does_not_hold_two_caches_at_once():
         if not was:
             tracemalloc.stop()
     assert peak < 7 * unit, f"second forward peaked {peak / unit:.2f} values per unit above the held cache"
+
+
+# ---------------------------------------------------------------------------------------------------
+# step_values: the gates and states of the last forward, read back from its cache
+@pytest.mark.parametrize("peephole", VARIANTS)
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+def test_step_values_are_the_reference_equations_gates_and_states(peephole, masked, layers, bidirectional):
+    """Every layer and direction, every real step: i, f, o, c~, c, h equal the plain reference's values of
+    the step that read the same position (the reverse direction's step t reads lengths[b] - 1 - t)."""
+    lstm, x, h0, c0, lengths, _ = make_problem(2, 6, 4, 3, 5, layers, bidirectional, peephole, masked)
+    T, B = x.shape[:2]
+    lstm.forward(x, h0, c0, lengths)
+    record = {}
+    reference_lstm(lstm, x, h0, c0, lengths, record=record)
+    n = np.full(B, T) if lengths is None else lengths
+    for (layer, d), ref in record.items():
+        got = lstm.step_values(layer, d)
+        assert list(got) == ["i", "f", "o", "c_tilde", "c", "h"]
+        for name, values in got.items():
+            assert values.shape == (T, B, 5), (name, values.shape)
+            for b in range(B):
+                steps = np.arange(n[b])
+                positions = steps if d == 0 else n[b] - 1 - steps
+                np.testing.assert_allclose(values[steps, b], ref[name][positions, b], rtol=0, atol=1e-12,
+                                           err_msg=f"layer {layer} direction {d} {name} row {b}")
+
+
+def test_step_values_are_read_only_views_that_outlive_the_next_forward():
+    lstm, x, h0, c0, _, (dy, dh_n, dc_n) = make_problem(3, 5, 2, 3, 4)
+    y, _ = lstm.forward(x, h0, c0)
+    first = lstm.step_values()
+    np.testing.assert_array_equal(first["h"], y)        # unidirectional, no padding: h_t is the output
+    assert np.shares_memory(first["i"], lstm.step_values()["i"]), "step_values copied instead of viewing"
+    for name, values in first.items():
+        with pytest.raises(ValueError, match="read-only"):
+            values[0, 0, 0] = 0.0
+    kept = {name: v.copy() for name, v in first.items()}
+    lstm.backward(dy, dh_n, dc_n)                       # the backward reads the same arrays, writes none
+    lstm.forward(-x)
+    for name, values in first.items():
+        np.testing.assert_array_equal(values, kept[name], err_msg=name)
+    assert not np.allclose(lstm.step_values()["h"], kept["h"])
+
+
+def test_step_values_errors_name_what_is_missing_or_wrong():
+    lstm = ln.LSTM(3, 4, num_layers=2, dtype=np.float64)
+    with pytest.raises(ValueError, match="completed forward"):
+        lstm.step_values()
+    x = np.random.default_rng(0).normal(size=(5, 2, 3))
+    lstm.forward(x)
+    with pytest.raises(ValueError, match="layer"):
+        lstm.step_values(layer=2)
+    with pytest.raises(ValueError, match="direction"):
+        lstm.step_values(direction=1)
+    with pytest.raises(ValueError, match="lengths"):
+        lstm.forward(x, lengths=np.array([9, 9]))
+    with pytest.raises(ValueError, match="completed forward"):
+        lstm.step_values()                              # not the values of the call before the failed one
