@@ -40,6 +40,8 @@ into its row-major buffer in the backward.
 import numpy as np
 
 PEEPHOLES = ("full", "diagonal", "none")
+PEEPHOLE_INITS = ("uniform", "zero")
+PEEPHOLE_WEIGHTS = ("W_c", "W_co", "p_c", "p_co")   # storage names of the c-terms ("full": W_*, "diagonal": p_*)
 GATES = ("i", "f", "c", "o")  # fused order along the 4H axis; "c" is the candidate c~
 
 
@@ -61,6 +63,12 @@ def to_gate_major(a):
     """(…, B, 4H) fused gate columns -> (…, 4, B, H) view: block k is gate k for the whole batch; writes go
     through."""
     return a.reshape(*a.shape[:-1], 4, -1).swapaxes(-2, -3)
+
+
+def peephole_lr_scale(named_parameters, scale):
+    """An optimizer's lr_scale giving every peephole weight among `named_parameters` (names ending in .W_c,
+    .W_co, .p_c or .p_co, as LSTMCell stores them) the multiplier `scale`: {name: scale}, {} if none."""
+    return {name: scale for name, _, _ in named_parameters if name.rsplit(".", 1)[-1] in PEEPHOLE_WEIGHTS}
 
 
 def _at_batch(v, shape):
@@ -114,10 +122,12 @@ class LSTMCell:
     """The documented peephole LSTM cell (DESIGN.md §1) with fused, transposed weight storage.
 
     Initialization: every weight uniform in ±1/sqrt(H) (as torch.nn.LSTM), biases zero except the forget
-    gate's b_f = 1.0, so the cell starts by remembering (Jozefowicz et al., 2015).
+    gate's b_f = 1.0, so the cell starts by remembering (Jozefowicz et al., 2015). peephole_init="zero" starts
+    the peephole weights W_c*/w_c* at zero instead (the cell then begins as the plain LSTM and learns its
+    peepholes; part of the training recipe in lstm_np.train).
     """
 
-    def __init__(self, input_size, hidden_size, peephole="full", dtype=np.float64, seed=0):
+    def __init__(self, input_size, hidden_size, peephole="full", dtype=np.float64, seed=0, peephole_init="uniform"):
         self.input_size = D = _check_size("input_size", input_size)
         self.hidden_size = H = _check_size("hidden_size", hidden_size)
         self.peephole = check_peephole(peephole)
@@ -125,18 +135,24 @@ class LSTMCell:
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(H)
 
+        if peephole_init not in PEEPHOLE_INITS:
+            raise ValueError(f"peephole_init must be one of {PEEPHOLE_INITS}, got {peephole_init!r}")
+
         def uniform(*shape):
             return rng.uniform(-k, k, size=shape).astype(self.dtype)
+
+        def peephole_weights(*shape):   # drawn last: the other weights are the same whichever init
+            return uniform(*shape) if peephole_init == "uniform" else np.zeros(shape, dtype=self.dtype)
 
         self.params = {"W_x": uniform(D, 4 * H), "W_h": uniform(H, 4 * H),
                        "b": np.zeros(4 * H, dtype=self.dtype)}
         self.params["b"][H:2 * H] = 1.0  # b_f = 1
         if peephole == "full":
-            self.params["W_c"] = uniform(H, 3 * H)
-            self.params["W_co"] = uniform(H, H)
+            self.params["W_c"] = peephole_weights(H, 3 * H)
+            self.params["W_co"] = peephole_weights(H, H)
         elif peephole == "diagonal":
-            self.params["p_c"] = uniform(2 * H)
-            self.params["p_co"] = uniform(H)
+            self.params["p_c"] = peephole_weights(2 * H)
+            self.params["p_co"] = peephole_weights(H)
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
         self._step_cache = None
         # (scale, shift) of `_activate` per gate block: σ for i, f, o; tanh for the candidate c~

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from . import tasks as task_lib
 from .attention import ATTENTIONS
-from .cell import PEEPHOLES
+from .cell import PEEPHOLE_INITS, PEEPHOLES
 from .checkpoint import MANIFEST, STEP_FILE, TEMP_PREFIX, CheckpointDir, CheckpointError, read_json
 from .data import DataError
 from .sweep import SweepError
@@ -85,6 +85,8 @@ def add_train_options(t, for_sweep=False):
     g.add_argument("--hidden-size", type=positive_int, help=f"LSTM units per layer and direction [{d.hidden_size}]")
     g.add_argument("--layers", type=positive_int, help=f"LSTM layers in encoder and decoder [{d.layers}]")
     g.add_argument("--peephole", choices=PEEPHOLES, help=f"peephole variant [{d.peephole}]")
+    g.add_argument("--peephole-init", choices=PEEPHOLE_INITS,
+                   help=f"initial peephole weights: zero, or uniform like the others [{d.peephole_init}]")
     g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
     g.add_argument("--dropout", type=dropout_rate, help=f"dropout between stacked layers [{d.dropout}]")
     g.add_argument("--attention", choices=("none",) + ATTENTIONS, help=f"attention over the source [{d.attention}]")
@@ -99,6 +101,8 @@ def add_train_options(t, for_sweep=False):
     g.add_argument("--clip", type=positive_float, help=f"gradient-norm clipping threshold [{d.clip:g}]")
     g.add_argument("--weight-decay", type=nonneg_float, help=f"L2 weight decay [{d.weight_decay:g}]")
     g.add_argument("--warmup-steps", type=nonneg_int, help=f"learning-rate warm-up steps [{d.warmup_steps}]")
+    g.add_argument("--peephole-lr-scale", type=nonneg_float,
+                   help=f"the peephole weights learn at lr x this (0 freezes them) [{d.peephole_lr_scale:g}]")
     g.add_argument("--decay-steps", type=positive_int,
                    help="cosine decay horizon [fitted to --max-seconds; constant lr without it]")
     g = t.add_argument_group("duration and output")
@@ -199,7 +203,7 @@ def train_config(args):
         saved = saved.get("train") if isinstance(saved, dict) else None
         if not isinstance(saved, dict):
             raise CheckpointError(f"{given['out']}/config.json: no training configuration")
-        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+        cfg = TrainConfig.saved(saved)
         for k in DATA_FILES:
             if getattr(cfg, k) is not None:   # a run saved with a relative path resolves from here, as before
                 setattr(cfg, k, os.path.abspath(getattr(cfg, k)))

@@ -43,7 +43,7 @@ class LSTM:
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, peephole="full", bidirectional=False,
-                 dropout=0.0, dtype=np.float64, seed=0):
+                 dropout=0.0, dtype=np.float64, seed=0, peephole_init="uniform"):
         if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
             raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
         if not isinstance(dropout, (int, float, np.floating)) or not 0.0 <= dropout < 1.0:
@@ -61,7 +61,7 @@ class LSTM:
         for layer in range(self.num_layers):
             layer_in = input_size if layer == 0 else hidden_size * self.num_directions
             for d in range(self.num_directions):
-                self._cells.append(LSTMCell(layer_in, hidden_size, peephole, self.dtype,
+                self._cells.append(LSTMCell(layer_in, hidden_size, peephole, self.dtype, peephole_init=peephole_init,
                                             seed=seeds[layer * self.num_directions + d]))
         self.input_size = self._cells[0].input_size
         self.hidden_size = self._cells[0].hidden_size

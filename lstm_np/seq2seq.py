@@ -64,9 +64,10 @@ class Encoder:
     """src ids (B, S) -> keys (B, S, Hd), h0, c0 (L, B, Hd) for the decoder, mask (B, S)."""
 
     def __init__(self, vocab_size, embed_size, hidden_size, num_layers, peephole, bidirectional, dropout,
-                 reverse_source, dtype, seeds):
+                 reverse_source, dtype, seeds, peephole_init="uniform"):
         self.embed = Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0], padding_idx=PAD)
-        self.lstm = LSTM(embed_size, hidden_size, num_layers, peephole, bidirectional, dropout, dtype, seeds[1])
+        self.lstm = LSTM(embed_size, hidden_size, num_layers, peephole, bidirectional, dropout, dtype, seeds[1],
+                         peephole_init)
         self.reverse_source = reverse_source
 
     def named_parameters(self):
@@ -104,11 +105,11 @@ class Decoder:
     """Teacher-forced or step-by-step decoding: ids (T, B) + states -> logits (T, B, V), new states."""
 
     def __init__(self, vocab_size, embed_size, hidden_size, num_layers, peephole, dropout, attention, peeky,
-                 dtype, seeds):
+                 dtype, seeds, peephole_init="uniform"):
         self.embed = Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0], padding_idx=PAD)
         self.peeky = peeky
         lstm_in = embed_size + (hidden_size if peeky else 0)
-        self.lstm = LSTM(lstm_in, hidden_size, num_layers, peephole, False, dropout, dtype, seeds[1])
+        self.lstm = LSTM(lstm_in, hidden_size, num_layers, peephole, False, dropout, dtype, seeds[1], peephole_init)
         self.attn = None
         if attention is not None:
             self.attn = Attention(attention, hidden_size, dtype, seeds[2])
@@ -179,12 +180,12 @@ class Seq2Seq:
 
     peeky=None means "on without attention, off with it"; reverse_source=None means "on for a
     unidirectional encoder without attention" (a bidirectional encoder already reads both ways, and
-    attention reaches every source position directly).
+    attention reaches every source position directly). peephole_init as in LSTMCell ("uniform" or "zero").
     """
 
     def __init__(self, src_vocab_size, tgt_vocab_size, embed_size=64, hidden_size=128, num_layers=1,
                  peephole="full", bidirectional=False, dropout=0.0, attention=None, dtype=np.float32, seed=0,
-                 peeky=None, reverse_source=None):
+                 peeky=None, reverse_source=None, peephole_init="uniform"):
         for name, v in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size)]:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= UNK:
                 raise ValueError(f"{name} must be an integer > {UNK} (the special tokens take ids 0..{UNK}), got {v!r}")
@@ -197,17 +198,17 @@ class Seq2Seq:
                            embed_size=embed_size, hidden_size=hidden_size, num_layers=num_layers,
                            peephole=peephole, bidirectional=bool(bidirectional), dropout=dropout,
                            attention=attention, dtype=check_dtype(dtype).name, seed=seed, peeky=self.peeky,
-                           reverse_source=self.reverse_source)
+                           reverse_source=self.reverse_source, peephole_init=peephole_init)
         try:
             seed_seq = np.random.SeedSequence(seed)
         except (TypeError, ValueError):
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}") from None
         seeds = [int(s.generate_state(1)[0]) for s in seed_seq.spawn(7)]  # one per module
         self.encoder = Encoder(src_vocab_size, embed_size, hidden_size, num_layers, peephole, bidirectional,
-                               dropout, self.reverse_source, dtype, seeds[:2])
+                               dropout, self.reverse_source, dtype, seeds[:2], peephole_init)
         Hd = hidden_size * self.encoder.lstm.num_directions
         self.decoder = Decoder(tgt_vocab_size, embed_size, Hd, num_layers, peephole, dropout, attention,
-                               self.peeky, dtype, seeds[2:])
+                               self.peeky, dtype, seeds[2:], peephole_init)
         self.dtype = self.encoder.lstm.dtype
         self._cache = None
 

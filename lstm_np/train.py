@@ -36,6 +36,7 @@ from .checkpoint import (MANIFEST, CheckpointDir, CheckpointError, assign_parame
                          write_json)
 from .data import EOS, Vocab, batches, pad_batch, read_tsv
 from .evaluate import encode_source, evaluate
+from .cell import peephole_lr_scale
 from .optim import Adam, WarmupDecay, clip_grad_norm
 from .seq2seq import Seq2Seq
 
@@ -55,6 +56,7 @@ class TrainConfig:
     hidden_size: int = 128        # LSTM units per layer and direction
     layers: int = 1               # LSTM layers in encoder and decoder
     peephole: str = "full"        # "full", "diagonal" or "none" (DESIGN.md §1)
+    peephole_init: str = "zero"   # peephole weights start at "zero" (the recipe, below) or "uniform" like the rest
     bidirectional: bool = False   # bidirectional encoder
     dropout: float = 0.0          # dropout between stacked LSTM layers
     attention: str = "luong"      # "none", "luong", "luong-general" or "bahdanau"
@@ -67,6 +69,7 @@ class TrainConfig:
     clip: float = 5.0             # global gradient-norm clipping threshold
     weight_decay: float = 0.0     # L2 penalty folded into the gradient (torch's Adam)
     warmup_steps: int = 100       # linear warm-up from lr/warmup_steps to lr
+    peephole_lr_scale: float = 0.1  # the peephole weights step at lr × this (the recipe, below)
     decay_steps: int = None       # horizon of the cosine decay; None: fitted to --max-seconds, else constant
     # how long
     steps: int = None             # stop after this many optimizer steps in all (counting resumed ones)
@@ -81,12 +84,23 @@ class TrainConfig:
     out: str = None               # checkpoint directory
     metrics_out: str = None       # JSON file for the final metrics
 
+    @classmethod
+    def saved(cls, fields):
+        """The TrainConfig of a saved run. Fields it lacks (added to lstm_np after it was saved) take the values
+        that run trained with, not today's defaults, so that resuming it continues the same training."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**FIELDS_BEFORE_THEY_EXISTED, **{k: v for k, v in fields.items() if k in known}})
+
     def model_kwargs(self):
         return dict(embed_size=self.embed_size, hidden_size=self.hidden_size, num_layers=self.layers,
                     peephole=self.peephole, bidirectional=self.bidirectional, dropout=self.dropout,
                     attention=None if self.attention == "none" else self.attention, peeky=self.peeky,
                     reverse_source=(not self.bidirectional) if self.reverse_source is None else self.reverse_source,
-                    dtype=np.dtype(self.dtype), seed=self.seed)
+                    dtype=np.dtype(self.dtype), seed=self.seed, peephole_init=self.peephole_init)
+
+
+# the behaviour of runs saved before these TrainConfig fields existed
+FIELDS_BEFORE_THEY_EXISTED = {"peephole_init": "uniform", "peephole_lr_scale": 1.0, "valid_size": 2000}
 
 
 class TrainingError(Exception):
@@ -186,7 +200,7 @@ class Trainer:
             self.src_vocab = Vocab.build([s for s, _ in self.splits["train"]], cfg.tokens, cfg.lower)
             self.tgt_vocab = Vocab.build([t for _, t in self.splits["train"]], cfg.tokens, cfg.lower)
             self.model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), **cfg.model_kwargs())
-            self.opt = Adam(self.model.named_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.opt = self.optimizer()
             self.data_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
             self.best_weights = None
             self.state = {"step": 0, "epoch": 0, "pos": 0, "epoch_rng": None, "best_valid": None,
@@ -202,6 +216,12 @@ class Trainer:
         self.batches_per_epoch = math.ceil(len(self.train_src) / cfg.batch_size)
         self.order = None
         self.stop_signal = None
+
+    def optimizer(self):
+        """Adam over the model's parameters, the peephole weights at lr × peephole_lr_scale (the recipe)."""
+        params = self.model.named_parameters()
+        return Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                    lr_scale=peephole_lr_scale(params, self.cfg.peephole_lr_scale))
 
     # ------------------------------------------------------------------------------------------------
     # checkpoints
@@ -227,7 +247,7 @@ class Trainer:
 
     def _resume(self):
         self.model, self.src_vocab, self.tgt_vocab, _ = load_model(self.cfg.out, which="weights")
-        self.opt = Adam(self.model.named_parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.opt = self.optimizer()
         try:
             self.opt.load_state_dict(self.ckpt.load("optimizer"))
         except ValueError as e:

@@ -1,0 +1,121 @@
+"""The training loop's recipe and bookkeeping: zero-initialised peepholes stepping at a scaled learning rate,
+the learning curve in the metrics, validation points under a time budget, and runs saved before these
+options existed resuming as they trained."""
+import json
+
+import numpy as np
+import pytest
+
+import lstm_np as ln
+from lstm_np.cell import peephole_lr_scale
+from lstm_np.train import TrainConfig, Trainer
+
+from test_cli import cli, make_data, ok
+
+TINY = dict(hidden_size=8, embed_size=8, batch_size=8, log_every=100, lr=0.05, warmup_steps=0)
+
+
+def config(folder, **changes):
+    make_data(folder)
+    return TrainConfig(**{**dict(train=str(folder / "A.tsv"), steps=4, **TINY), **changes})
+
+
+@pytest.mark.parametrize("peephole, names", [("full", {"W_c", "W_co"}), ("diagonal", {"p_c", "p_co"}), ("none", set())])
+def test_zero_peephole_init_zeroes_exactly_the_peephole_weights(peephole, names):
+    uniform = ln.LSTMCell(3, 4, peephole=peephole, seed=5).params
+    zero = ln.LSTMCell(3, 4, peephole=peephole, seed=5, peephole_init="zero").params
+    assert set(uniform) == set(zero)
+    for key in uniform:
+        if key in names:
+            assert not zero[key].any() and uniform[key].any(), key
+        else:
+            assert np.array_equal(zero[key], uniform[key]), f"{key} changed with the peephole init"
+
+
+def test_peephole_init_is_validated_and_reaches_every_cell_of_a_model():
+    with pytest.raises(ValueError, match="peephole_init must be one of"):
+        ln.LSTMCell(3, 4, peephole_init="zeros")
+    model = ln.Seq2Seq(10, 10, num_layers=2, bidirectional=True, attention="luong", peephole_init="zero")
+    peepholes = [(n, v) for n, v, _ in model.named_parameters() if n.rsplit(".", 1)[-1] in ("W_c", "W_co")]
+    assert len(peepholes) == 2 * 2 * 2 + 2 * 2 and not any(v.any() for _, v in peepholes)
+    assert model.config["peephole_init"] == "zero"
+
+
+def test_peephole_lr_scale_names_every_peephole_weight_and_nothing_else():
+    for peephole, suffixes in (("full", {"W_c", "W_co"}), ("diagonal", {"p_c", "p_co"}), ("none", set())):
+        params = ln.Seq2Seq(10, 10, peephole=peephole, attention="bahdanau").named_parameters()
+        scale = peephole_lr_scale(params, 0.1)
+        assert {n.rsplit(".", 1)[-1] for n in scale} == suffixes and set(scale.values()) <= {0.1}
+        assert len(scale) == 2 * len(suffixes)                       # encoder and decoder
+
+
+def test_trainer_applies_the_recipe_and_the_flags_change_it(tmp_path):
+    trainer = Trainer(config(tmp_path), log=lambda line: None)
+    lr = trainer.cfg.lr
+    assert trainer.opt.lr_of("encoder.lstm.l0.fwd.W_c") == lr * 0.1
+    assert trainer.opt.lr_of("decoder.lstm.l0.fwd.W_co") == lr * 0.1
+    assert trainer.opt.lr_of("decoder.lstm.l0.fwd.W_h") == lr
+    assert not trainer.model.encoder.lstm.cell().params["W_c"].any()
+    other = Trainer(config(tmp_path, peephole_init="uniform", peephole_lr_scale=1.0), log=lambda line: None)
+    assert other.opt.lr_of("encoder.lstm.l0.fwd.W_c") == lr and other.model.encoder.lstm.cell().params["W_c"].any()
+
+
+def test_cli_flags_for_the_recipe_are_saved_with_the_run(tmp_path):
+    make_data(tmp_path)
+    ok(cli(["train", "--train", "A.tsv", "--steps", 2, "--out", "r", "--peephole-init", "uniform",
+            "--peephole-lr-scale", "0.5", "--hidden-size", 8, "--embed-size", 8], tmp_path))
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["train"]["peephole_init"] == "uniform" and saved["train"]["peephole_lr_scale"] == 0.5
+    assert saved["model"]["peephole_init"] == "uniform"
+
+
+def test_a_run_saved_before_the_recipe_resumes_with_the_settings_it_trained_with(tmp_path):
+    make_data(tmp_path)
+    ok(cli(["train", "--train", "A.tsv", "--steps", 2, "--out", "old", "--hidden-size", 8, "--embed-size", 8,
+            "--peephole-init", "uniform", "--peephole-lr-scale", "1"], tmp_path))
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    for key in ("peephole_init", "peephole_lr_scale", "valid_size"):
+        del saved["train"][key]
+    del saved["model"]["peephole_init"]
+    path.write_text(json.dumps(saved))
+    r = ok(cli(["train", "--out", "old", "--resume", "--steps", 4, "--metrics-out", "m.json"], tmp_path))
+    assert "resumed old at step 2" in r.stdout
+    cfg = json.loads((tmp_path / "m.json").read_text())["config"]
+    assert (cfg["peephole_init"], cfg["peephole_lr_scale"], cfg["valid_size"]) == ("uniform", 1.0, 2000)
+
+
+def test_metrics_hold_the_learning_curve(tmp_path):
+    metrics = Trainer(config(tmp_path, steps=9, eval_every=3), log=lambda line: None).run()
+    history = metrics["history"]
+    assert [p["step"] for p in history] == [3, 6, 9]
+    assert all(set(p) == {"step", "seconds", "exact_match", "token_accuracy", "loss"} for p in history)
+    assert all(0 <= p["exact_match"] <= 1 and 0 <= p["token_accuracy"] <= 1 and p["loss"] > 0 for p in history)
+    assert [p["seconds"] for p in history] == sorted(p["seconds"] for p in history)
+    assert history[-1]["seconds"] <= metrics["train_seconds"]
+
+
+def test_history_loss_is_the_mean_training_loss_since_the_previous_point(tmp_path):
+    lines = []
+    trainer = Trainer(config(tmp_path, steps=6, eval_every=3, log_every=1), log=lines.append)
+    history = trainer.run()["history"]
+    losses = [float(line.split("| loss ")[1].split()[0]) for line in lines if "| loss " in line]
+    assert len(losses) == 6
+    for k, point in enumerate(history):
+        assert point["loss"] == pytest.approx(np.mean(losses[3 * k:3 * k + 3]), abs=1e-4)   # the log rounds
+
+
+def test_time_budget_validates_at_tenths_of_it_and_logs_time_left(tmp_path):
+    lines = []
+    metrics = Trainer(config(tmp_path, steps=None, max_seconds=3.0, log_every=20), log=lines.append).run()
+    seconds = [p["seconds"] for p in metrics["history"]]
+    assert 3 <= len(seconds) <= 9, seconds
+    assert all(b - a >= 0.3 for a, b in zip([0.0] + seconds, seconds)), seconds
+    step_lines = [line for line in lines if line.startswith("step ")]
+    assert step_lines and all(" s left | loss " in line and "/?" not in line for line in step_lines), step_lines[:2]
+
+
+def test_validation_during_training_uses_valid_size_pairs(tmp_path):
+    trainer = Trainer(config(tmp_path, valid_size=2), log=lambda line: None)
+    assert len(trainer.valid_pairs) == 2 and trainer.valid_pairs == trainer.splits["valid"][:2]
+    assert trainer.valid_max_len == max(len(t) for _, t in trainer.valid_pairs) + 1
