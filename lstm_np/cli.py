@@ -27,7 +27,7 @@ from .data import DataError
 from .sweep import SweepError
 
 RUN_FILES = ("checkpoint.json", "config.json", "src_vocab.json", "tgt_vocab.json")
-RUN_CONTROL = {"steps", "epochs", "max_seconds", "metrics_out", "beam_size", "eval_every", "log_every", "out"}
+RUN_CONTROL = {"steps", "epochs", "max_seconds", "stop_at", "metrics_out", "beam_size", "eval_every", "log_every", "out"}
 DEFAULT_MAX_SECONDS = 180.0
 DATA_FILES = {"train", "valid", "test"}
 
@@ -108,6 +108,8 @@ def add_train_options(t, for_sweep=False):
     g = t.add_argument_group("duration and output")
     g.add_argument("--steps", type=positive_int, help="stop after N optimizer steps in all")
     g.add_argument("--epochs", type=positive_int, help="stop after N passes over the training data")
+    g.add_argument("--stop-at", type=number_type(float, "a fraction in (0, 1]", lambda v: 0 < v <= 1),
+                   help="also stop once a validation point reaches this exact match (e.g. 0.99)")
     g.add_argument("--max-seconds", type=positive_float,
                    help=f"stop after S seconds of training, counting the steps, validation and checkpoints but "
                         f"not loading the data or the final test evaluation [{DEFAULT_MAX_SECONDS:g} if neither "
@@ -212,9 +214,9 @@ def train_config(args):
                 raise UsageError(f"--{k.replace('_', '-')} cannot change when resuming (the run has "
                                  f"{getattr(cfg, k)!r}); start a new run in another --out instead")
         # a run resumed with new limits: each limit given now replaces the saved one
-        for k in ("steps", "epochs", "max_seconds"):
+        for k in ("steps", "epochs", "max_seconds", "stop_at"):
             setattr(cfg, k, given.get(k))
-        for k in RUN_CONTROL - {"steps", "epochs", "max_seconds"}:
+        for k in RUN_CONTROL - {"steps", "epochs", "max_seconds", "stop_at"}:
             if k in given:
                 setattr(cfg, k, given[k])
     else:

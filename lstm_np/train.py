@@ -9,7 +9,8 @@ The loop, one optimizer step at a time:
     4. every `log_every` steps one log line; at each validation point (below) greedy exact match and token
        accuracy on the first `valid_size` held-out pairs, a point of the learning curve (`history`), the best
        weights kept, and a checkpoint written
-    5. stop at --steps / --epochs / --max-seconds or on SIGINT/SIGTERM (checkpoint written first)
+    5. stop at --steps / --epochs / --max-seconds, at a validation point reaching --stop-at, or on SIGINT/SIGTERM
+       (checkpoint written first)
 
 Validation points: every `eval_every` steps when it is given; otherwise, under --max-seconds, each time another
 tenth of the budget has passed (so a 30-second run spends its time training, not validating), and every 250
@@ -75,6 +76,7 @@ class TrainConfig:
     steps: int = None             # stop after this many optimizer steps in all (counting resumed ones)
     epochs: int = None            # stop after this many passes over the training data
     max_seconds: float = None     # stop after this much training time (this run)
+    stop_at: float = None         # stop at the first validation point whose exact match reaches this
     # bookkeeping
     seed: int = 0                 # seeds the weights, the data order, dropout and held-out splits
     eval_every: int = None        # validate and checkpoint every N steps; None: a tenth of --max-seconds, else 250
@@ -311,7 +313,8 @@ class Trainer:
     def should_stop(self, run_start):
         cfg, s = self.cfg, self.state
         epochs_done = s["epoch"] + (s["pos"] >= self.batches_per_epoch)
-        return (self.stop_signal is not None
+        reached = cfg.stop_at is not None and bool(s["history"]) and s["history"][-1]["exact_match"] >= cfg.stop_at
+        return (self.stop_signal is not None or reached
                 or (cfg.steps is not None and s["step"] >= cfg.steps)
                 or (cfg.epochs is not None and epochs_done >= cfg.epochs)
                 or (cfg.max_seconds is not None and time.perf_counter() - run_start >= cfg.max_seconds))

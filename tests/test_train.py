@@ -119,3 +119,14 @@ def test_validation_during_training_uses_valid_size_pairs(tmp_path):
     trainer = Trainer(config(tmp_path, valid_size=2), log=lambda line: None)
     assert len(trainer.valid_pairs) == 2 and trainer.valid_pairs == trainer.splits["valid"][:2]
     assert trainer.valid_max_len == max(len(t) for _, t in trainer.valid_pairs) + 1
+
+
+def test_stop_at_ends_the_run_at_the_first_validation_point_that_reaches_it(tmp_path):
+    cfg = config(tmp_path, steps=300, eval_every=5, lr=0.02)
+    full = Trainer(cfg, log=lambda line: None).run()["history"]
+    target = full[len(full) // 2]["exact_match"]
+    assert 0 < target, "the test needs a run that learns something"
+    first = next(p["step"] for p in full if p["exact_match"] >= target)
+    stopped = Trainer(config(tmp_path, steps=300, eval_every=5, lr=0.02, stop_at=target), log=lambda line: None).run()
+    assert stopped["steps"] == first and stopped["history"] == [
+        {**p, "seconds": q["seconds"]} for p, q in zip(full, stopped["history"])]
