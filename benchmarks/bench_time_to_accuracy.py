@@ -1,0 +1,198 @@
+"""Time to accuracy: held-out exact match that `lstm-np train` reaches with its defaults in a time budget, side
+by side with an ordinary PyTorch model trained on the same data for the same time; and how many optimizer
+steps each peephole variant needs to reach 99%.
+
+Part 1, budgets. For each task and budget S: `lstm-np train <data flags> --max-seconds S --seed 0` in a
+subprocess (exactly what a user types; its defaults for everything else), then, when torch imports, the
+PyTorch model of benchmarks/torch_seq2seq.py (hidden 256, Adam 2e-3, batch 128, --torch-threads threads)
+trained for the same S seconds on the same splits and batches, evaluated on the same test set. The two run
+one after the other, never at once. Test exact match is greedy decoding's; `ours/torch` > 1 means lstm_np
+scored higher. lstm_np's budget counts its validation and checkpoints too; the PyTorch loop only trains.
+
+Part 2, steps to 99% (`--steps-table`): for each task, `lstm-np sweep --grid peephole=full,diagonal,none
+--seeds N --steps M --eval-every 50 --stop-at 0.99`, and the same for "full" without the training recipe
+(--peephole-init uniform --peephole-lr-scale 1). The table gives the mean number of optimizer steps to the
+first validation point at 99% exact match with its 95% interval, and how many seeds got there within M steps.
+
+    python benchmarks/bench_time_to_accuracy.py                          # every task at 30, 60, 120 s
+    python benchmarks/bench_time_to_accuracy.py --only dlfs2-date --budgets 30
+    python benchmarks/bench_time_to_accuracy.py --no-budgets --steps-table --seeds 3
+    python benchmarks/bench_time_to_accuracy.py --list
+
+Prints Markdown tables and writes JSON (default benchmarks/results/bench_time_to_accuracy.json). The whole
+default run takes about an hour on 2 cores; the steps table with 3 seeds about as long again.
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+DATA = os.path.join(ROOT, "data")
+
+TASKS = {
+    **{name: ["--task", name] for name in ("copy", "reverse", "sort", "addition", "dates", "number-words")},
+    "dlfs2-addition": ["--train", f"{DATA}/dlfs2-addition-train.tsv", "--test", f"{DATA}/dlfs2-addition-test.tsv"],
+    "dlfs2-date": ["--train", f"{DATA}/dlfs2-date-train.tsv", "--test", f"{DATA}/dlfs2-date-test.tsv"],
+}
+RECIPE_OFF = ["--peephole-init", "uniform", "--peephole-lr-scale", "1"]   # "full" as the cell initialises it
+
+
+def shown(flags):
+    return " ".join(f.replace(DATA, "data") for f in flags)
+
+
+def run_ours(task, seconds, seed, workdir):
+    metrics_file = os.path.join(workdir, f"{task}-{seconds:g}.json")
+    cmd = [sys.executable, "-m", "lstm_np", "train", *TASKS[task], "--max-seconds", str(seconds), "--seed", str(seed),
+           "--out", os.path.join(workdir, f"{task}-{seconds:g}"), "--metrics-out", metrics_file]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if proc.returncode != 0:
+        return {"failed": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    with open(metrics_file) as f:
+        m = json.load(f)
+    return {"test_exact_match": m["test_exact_match"], "steps": m["steps"], "train_seconds": m["train_seconds"]}
+
+
+def run_torch(task, seconds, seed, threads):
+    import torch
+
+    from lstm_np.train import TrainConfig, Trainer
+    from torch_seq2seq import train_torch        # benchmarks/torch_seq2seq.py, next to this script
+    torch.set_num_threads(threads)
+    flags = TASKS[task]
+    data = {flags[k].lstrip("-"): flags[k + 1] for k in range(0, len(flags), 2)}
+    trainer = Trainer(TrainConfig(**data, seed=seed, steps=1), log=lambda line: None)   # the same splits/batches
+    return train_torch(trainer, seconds, seed=seed)
+
+
+def budgets_table(rows, with_torch):
+    head = "| task | budget | lstm_np exact match | steps |" + (" PyTorch exact match | steps | ours/torch |"
+                                                               if with_torch else "")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        ours, theirs = r["lstm_np"], r.get("torch")
+        cells = [r["task"], f"{r['seconds']:g} s"]
+        cells += ([ours["failed"], ""] if "failed" in ours
+                  else [f"{100 * ours['test_exact_match']:.1f}%", str(ours["steps"])])
+        if with_torch:
+            cells += [f"{100 * theirs['test_exact_match']:.1f}%", str(theirs["steps"])]
+            ratio = (ours.get("test_exact_match", 0) / theirs["test_exact_match"]
+                     if theirs["test_exact_match"] > 0 else float("nan"))
+            cells.append(f"{ratio:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def steps_rows(task, args, workdir):
+    """Run the sweeps of part 2 for one task; -> list of summary dicts (variant, recipe, runs, reached, steps)."""
+    common = [*TASKS[task], "--seeds", str(args.seeds), "--steps", str(args.max_steps), "--eval-every",
+              str(args.eval_every), "--stop-at", "0.99", "--valid-size", str(args.valid_size)]
+    if args.workers:
+        common += ["--workers", str(args.workers)]
+    out = []
+    for label, extra in (("recipe", ["--grid", "peephole=full,diagonal,none"]),
+                         ("no recipe", ["--grid", "peephole=full"] + RECIPE_OFF)):
+        folder = os.path.join(workdir, f"{task}-{label.replace(' ', '-')}")
+        proc = subprocess.run([sys.executable, "-m", "lstm_np", "sweep", *common, *extra, "--out", folder],
+                              capture_output=True, text=True, cwd=workdir)
+        if proc.returncode != 0:
+            out.append({"task": task, "recipe": label, "failed": (proc.stderr.strip().splitlines() or ["?"])[-1]})
+            continue
+        out += summarise_sweep(folder, task, label)
+    return out
+
+
+def summarise_sweep(folder, task, label):
+    from lstm_np import study
+    from lstm_np.sweep import ResultsStore
+    with open(os.path.join(folder, "results.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    ids = [f"peephole={r['peephole']}__seed={r['seed']}" for r in rows]
+    histories = [ResultsStore.history_of(folder, i) for i in ids]
+    out = []
+    for s in study.summarize(rows, ["peephole"], histories, 0.99):
+        out.append({"task": task, "recipe": label, "peephole": s["values"]["peephole"], "runs": s["ok"],
+                    "reached": s["reached"], "steps_to": s["steps_to"], "seconds_to": s["seconds_to"]})
+    return out
+
+
+def steps_table(rows, max_steps):
+    from lstm_np.study import format_interval
+    lines = [f"| task | peephole | training recipe | seeds at 99% within {max_steps} steps | steps to 99% (mean ± 95% CI) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        if "failed" in r:
+            lines.append(f"| {r['task']} | | {r['recipe']} | failed: {r['failed']} | |")
+            continue
+        recipe = "-" if r["peephole"] == "none" else ("zero init, lr × 0.1" if r["recipe"] == "recipe" else "none")
+        lines.append(f"| {r['task']} | {r['peephole']} | {recipe} | {r['reached']}/{r['runs']} | "
+                     f"{format_interval(tuple(r['steps_to']), digits=0)} |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", help="comma-separated task names (default: all; see --list)")
+    p.add_argument("--list", action="store_true", help="list the tasks and their data flags, then exit")
+    p.add_argument("--budgets", default="30,60,120", help="comma-separated seconds [30,60,120]")
+    p.add_argument("--no-budgets", action="store_true", help="skip part 1")
+    p.add_argument("--no-torch", action="store_true", help="part 1 without the PyTorch model")
+    p.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads for the PyTorch model [2]")
+    p.add_argument("--seed", type=int, default=0, help="seed of part 1's runs [0]")
+    p.add_argument("--steps-table", action="store_true", help="also run part 2 (steps to 99%% per variant)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per variant in part 2 [3]")
+    p.add_argument("--max-steps", type=int, default=1500, help="steps after which part 2 gives up on a run [1500]")
+    p.add_argument("--eval-every", type=int, default=50, help="validation cadence of part 2, in steps [50]")
+    p.add_argument("--valid-size", type=int, default=1000, help="validation pairs in part 2 [1000]")
+    p.add_argument("--workers", type=int, default=None, help="part 2's sweep workers [all cores]")
+    p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "bench_time_to_accuracy.json"))
+    args = p.parse_args()
+    if args.list:
+        for name, flags in TASKS.items():
+            print(f"{name:15} lstm-np train {shown(flags)}")
+        return 0
+    names = args.only.split(",") if args.only else list(TASKS)
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        p.error(f"unknown tasks {unknown}; see --list")
+    with_torch = not args.no_torch
+    if with_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("torch is not installed: part 1 without the PyTorch model", file=sys.stderr)
+            with_torch = False
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; lstm_np with its default 1 BLAS thread"
+          + (f", PyTorch {__import__('torch').__version__} with {args.torch_threads} threads" if with_torch else ""),
+          flush=True)
+    result = {"budgets": [], "steps": []}
+    with tempfile.TemporaryDirectory() as workdir:
+        if not args.no_budgets:
+            for task in names:
+                for seconds in [float(s) for s in args.budgets.split(",")]:
+                    row = {"task": task, "seconds": seconds, "lstm_np": run_ours(task, seconds, args.seed, workdir)}
+                    if with_torch:
+                        row["torch"] = run_torch(task, seconds, args.seed, args.torch_threads)
+                    result["budgets"].append(row)
+                    print(budgets_table([row], with_torch).splitlines()[-1], flush=True)
+            print("\n" + budgets_table(result["budgets"], with_torch) + "\n", flush=True)
+        if args.steps_table:
+            for task in names:
+                result["steps"] += steps_rows(task, args, workdir)
+                print(steps_table([r for r in result["steps"] if r["task"] == task], args.max_steps), flush=True)
+            print("\n" + steps_table(result["steps"], args.max_steps))
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
