@@ -17,7 +17,7 @@ attentional hidden state h~_t = tanh(W_c [ctx_t ; h_t]) instead; peeky then only
 import numpy as np
 
 from .attention import Attention, check_attention
-from .cell import _check_size, check_dtype
+from .checks import check_dtype, check_size
 from .data import BOS, PAD, UNK
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
@@ -186,7 +186,7 @@ class Seq2Seq:
         for name, v in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size)]:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= UNK:
                 raise ValueError(f"{name} must be an integer > {UNK} (the special tokens take ids 0..{UNK}), got {v!r}")
-        _check_size("embed_size", embed_size)   # checked here: the Embedding layers would call it embedding_dim
+        check_size("embed_size", embed_size)   # checked here: the Embedding layers would call it embedding_dim
         self.attention = check_attention(attention)
         self.peeky = (attention is None) if peeky is None else bool(peeky)
         self.reverse_source = (not bidirectional and attention is None) if reverse_source is None \
@@ -264,7 +264,7 @@ class Seq2Seq:
         return_attention, a list of (len(out) + 1, S) attention arrays over the source's positions, the
         last row for the step that emits EOS; None without attention)."""
         from .decoding import attention_weights, beam_search, greedy
-        beam_size, max_len = _check_size("beam_size", beam_size), _check_size("max_len", max_len)
+        beam_size, max_len = check_size("beam_size", beam_size), check_size("max_len", max_len)
         if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(length_penalty) or length_penalty < 0:
             raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
