@@ -18,7 +18,8 @@ import numpy as np
 
 from .attention import Attention, check_attention
 from .checks import check_dtype, check_size
-from .data import BOS, PAD, UNK
+from .data import PAD, UNK, lengths_of, reverse_within_lengths, teacher_forcing_input
+from .decoding import attention_weights, beam_search, greedy
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
 from .lstm import LSTM
@@ -37,25 +38,6 @@ def check_ids(name, ids, vocab_size):
     if (real[:, 1:] & ~real[:, :-1]).any():
         raise ValueError(f"{name} must be right-padded: a PAD ({PAD}) token is followed by a real token")
     return arr.astype(np.int64, copy=False)
-
-
-def lengths_of(ids):
-    """Number of real tokens per row (at least 1: an all-PAD row reads one PAD, whose embedding is zero)."""
-    return np.maximum((ids != PAD).sum(axis=1), 1)
-
-
-def reverse_within_lengths(x, lengths):
-    """x (B, ..., S) -> same shape, row b's first lengths[b] entries along the last axis reversed and the rest
-    left in place: token ids (B, S), or attention weights (B, T, S) over them. The map is its own inverse."""
-    S = x.shape[-1]
-    pos = np.arange(S)[None, :]
-    src_pos = np.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)         # (B, S)
-    return np.take_along_axis(x, src_pos.reshape((len(lengths),) + (1,) * (x.ndim - 2) + (S,)), axis=-1)
-
-
-def teacher_forcing_input(tgt):
-    """tgt (B, T) -> the decoder's inputs (B, T): BOS, y_1 .. y_{T-1}."""
-    return np.concatenate([np.full((tgt.shape[0], 1), BOS), tgt[:, :-1]], axis=1)
 
 
 class Encoder:
@@ -263,7 +245,6 @@ class Seq2Seq:
         """Decode src (B, S) ids; -> list of B token-id lists with EOS stripped (and, with
         return_attention, a list of (len(out) + 1, S) attention arrays over the source's positions, the
         last row for the step that emits EOS; None without attention)."""
-        from .decoding import attention_weights, beam_search, greedy
         beam_size, max_len = check_size("beam_size", beam_size), check_size("max_len", max_len)
         if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(length_penalty) or length_penalty < 0:

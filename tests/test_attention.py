@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from lstm_np.attention import ATTENTIONS, Attention
-from lstm_np.data import BOS, PAD
+from lstm_np.data import BOS, PAD, lengths_of, reverse_within_lengths
 from lstm_np.gradcheck import check_gradients
-from lstm_np.seq2seq import lengths_of, reverse_within_lengths
 from test_seq2seq import SRC, TGT, assert_loss_grads_match_finite_differences, copy_weights, make_model
 
 LENGTHS = np.array([5, 2, 4])                       # key lengths per batch row: one full, two padded

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from lstm_np.data import BOS, EOS, PAD
+from lstm_np.data import BOS, EOS, PAD, lengths_of, reverse_within_lengths
 from lstm_np.gradcheck import check_gradients
 from lstm_np.optim import Adam
-from lstm_np.seq2seq import Seq2Seq, lengths_of, reverse_within_lengths
+from lstm_np.seq2seq import Seq2Seq
 
 SRC_V, TGT_V = 7, 6
 # Padded batches with a different length in every row (a full row, short rows, a bare EOS target).
