@@ -32,7 +32,9 @@ class Attention:
     """score → masked softmax → context. forward(q (B,T,H), k (B,S,H), mask (B,S)) -> ctx (B,T,H), α (B,T,S)."""
 
     def __init__(self, kind, size, dtype=np.float32, seed=0, attn_size=None):
-        self.kind = check_attention(kind)
+        if kind not in ATTENTIONS:   # None is Seq2Seq's "no attention", not a kind of this layer
+            raise ValueError(f"kind must be one of {ATTENTIONS}, got {kind!r}")
+        self.kind = kind
         self.size = size = check_size("size", size)
         dtype = check_dtype(dtype)
         rng = np.random.default_rng(seed)

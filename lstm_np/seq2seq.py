@@ -218,6 +218,9 @@ class Seq2Seq:
 
     def loss(self, src, tgt):
         """Mean cross-entropy over tgt's real tokens; the decoder reads BOS + tgt[:, :-1] (teacher forcing)."""
+        # The previous loss is dead from here: a call that fails validation leaves nothing behind that
+        # backward() could silently differentiate instead.
+        self._cache = None
         tgt = check_ids("tgt", tgt, self.config["tgt_vocab_size"])
         src = check_ids("src", src, self.config["src_vocab_size"])
         if src.shape[0] != tgt.shape[0]:
@@ -234,7 +237,8 @@ class Seq2Seq:
     def backward(self):
         """Gradients of the last `loss(...)`, accumulated (+=) into every parameter's grad."""
         if self._cache is None:
-            raise ValueError("backward() called before loss(): there is no loss to differentiate")
+            raise ValueError("backward() needs a completed loss() to differentiate (there was none since the "
+                             "last backward() or translate(), or the last loss() raised)")
         dh0, dc0, dsummary, dkeys = self.decoder.backward(self._cache)
         if dsummary is not None:
             dh0[-1] += dsummary                                             # summary is h0's top layer

@@ -161,6 +161,14 @@ def test_translate_without_attention_returns_none_for_weights():
     assert weights is None and out == model.translate(SRC, max_len=4)
 
 
+@pytest.mark.parametrize("kind", [None, "dot", "Luong", ""])
+def test_attention_kind_must_be_one_of_the_three_scores(kind):
+    """Attention has no "no attention" kind (that is Seq2Seq's attention=None): None is refused when built,
+    not later as a KeyError in forward."""
+    with pytest.raises(ValueError, match=r"kind must be one of \('luong', 'luong-general', 'bahdanau'\), got"):
+        Attention(kind, 8)
+
+
 @pytest.mark.parametrize("call, exc, words", [
     (lambda a, q, k, m: a.forward(q[0], k, m), ValueError, ["q", "shape"]),
     (lambda a, q, k, m: a.forward(q[..., :3], k, m), ValueError, ["q", "(B, T, 4)"]),

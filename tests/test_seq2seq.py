@@ -255,6 +255,19 @@ def test_backward_without_a_fresh_loss_raises():
         model.backward()                                  # the same loss twice
 
 
+@pytest.mark.parametrize("bad", [dict(src=np.array([[4, SRC_V, 2]] * 3)), dict(tgt=TGT.astype(float))],
+                         ids=["src-id-out-of-range", "float-tgt"])
+def test_backward_after_a_failed_loss_is_an_error_not_the_previous_gradients(bad):
+    model = make_model(seed=1)
+    model.loss(SRC, TGT)
+    with pytest.raises((ValueError, TypeError)):
+        model.loss(**dict(dict(src=SRC, tgt=TGT), **bad))   # validation fails: this loss did not happen
+    model.zero_grad()
+    with pytest.raises(ValueError, match=r"backward\(\) needs .*loss\(\)"):
+        model.backward()                                     # must not differentiate the previous loss instead
+    assert not any(np.any(g) for _, _, g in model.named_parameters()), "gradients were accumulated"
+
+
 @pytest.mark.parametrize("kwargs,name", [
     (dict(beam_size=0), "beam_size"), (dict(beam_size=-2), "beam_size"), (dict(beam_size=2.0), "beam_size"),
     (dict(beam_size=True), "beam_size"), (dict(beam_size="3"), "beam_size"),
