@@ -127,6 +127,12 @@ class Vocab:
         """Token ids of `text`; tokens not in the vocabulary become UNK.  No BOS/EOS is added."""
         return [self.token_to_id.get(tok, UNK) for tok in tokenize(text, self.tokens, self.lower)]
 
+    def unknown(self, text: str) -> list[str]:
+        """The distinct tokens of `text` that are not in the vocabulary (`encode` reads them as UNK), in order
+        of first appearance."""
+        return list(dict.fromkeys(tok for tok in tokenize(text, self.tokens, self.lower)
+                                  if tok not in self.token_to_id))
+
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids` (any int sequence or 1-D array): stops at the first EOS, skips PAD and BOS."""
         out = []

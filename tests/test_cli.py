@@ -281,3 +281,29 @@ def test_resume_works_from_another_directory_with_relative_data_paths(tmp_path):
     ok(cli(["train", "--out", data / "run", "--resume", "--steps", "6", "--train", Path("data") / "A.tsv"], tmp_path))
     one_line_error(cli(["train", "--out", data / "run", "--resume", "--steps", "7", "--train", "B.tsv"], data),
                    "--train", "cannot change")
+
+
+# ----------------------------------------------------------------------------- the command itself
+
+
+def test_translate_names_the_characters_it_reads_as_unknown_on_stderr(runs):
+    r = ok(cli(["translate", "--checkpoint", "plain", "xyz", "abc", "aQa"], runs))
+    assert len(r.stdout.splitlines()) == 3, r.stdout
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2, r.stderr                              # "abc" is all known: nothing to say
+    assert "source 1 'xyz'" in lines[0] and "'x', 'y', 'z'" in lines[0] and "<unk>" in lines[0], lines[0]
+    assert "source 3 'aQa'" in lines[1] and lines[1].endswith(": 'Q'"), lines[1]
+
+
+def test_closed_output_pipe_ends_quietly(tmp_path):
+    """`lstm-np tasks | head -3` once head has gone: no "Broken pipe" error, no traceback. The pipe's reading
+    end is closed before the command starts, so its first write fails every time."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run(CLI + ["tasks"], cwd=tmp_path, env=ENV, stdout=write_end, stderr=subprocess.PIPE,
+                           encoding="utf-8", timeout=TIMEOUT)
+    finally:
+        os.close(write_end)
+    assert r.stderr == "", r.stderr
+    assert r.returncode == 141, "128 + SIGPIPE, the status of a tool stopped by a closed pipe"
