@@ -170,14 +170,15 @@ def test_attention_kind_must_be_one_of_the_three_scores(kind):
 
 
 @pytest.mark.parametrize("call, exc, words", [
-    (lambda a, q, k, m: a.forward(q[0], k, m), ValueError, ["q", "shape"]),
-    (lambda a, q, k, m: a.forward(q[..., :3], k, m), ValueError, ["q", "(B, T, 4)"]),
-    (lambda a, q, k, m: a.forward(q, k[:1], m[:1]), ValueError, ["k", "batch size"]),
-    (lambda a, q, k, m: a.forward(q, k, m[:, :2]), ValueError, ["mask", "shape"]),
-    (lambda a, q, k, m: a.forward(q, k, m.astype(int)), TypeError, ["mask", "boolean"]),
-    (lambda a, q, k, m: a.forward(q.astype(int), k, m), TypeError, ["q", "floating"]),
-    (lambda a, q, k, m: a.forward(q, k, np.zeros_like(m)), ValueError, ["mask", "every row"]),
-    (lambda a, q, k, m: (a.forward(q, k, m), a.backward(q[:, :1]))[1], ValueError, ["dctx", "shape"]),
+    (lambda a, q, k, m: a.forward(q[0], k, m), ValueError, ["q must have shape (B, T, 4), got (3, 4)"]),
+    (lambda a, q, k, m: a.forward(q[..., :3], k, m), ValueError, ["q must have shape (B, T, 4), got (2, 3, 3)"]),
+    (lambda a, q, k, m: a.forward(q, k[:1], m[:1]), ValueError, ["k must have the batch size of q (2)"]),
+    (lambda a, q, k, m: a.forward(q, k, m[:, :2]), ValueError, ["mask must have shape (2, 5) (B, S) like k"]),
+    (lambda a, q, k, m: a.forward(q, k, m.astype(int)), TypeError, ["mask must be a boolean array"]),
+    (lambda a, q, k, m: a.forward(q.astype(int), k, m), TypeError, ["q must be a floating array"]),
+    (lambda a, q, k, m: a.forward(q, k, np.zeros_like(m)), ValueError, ["mask must have at least one True"]),
+    (lambda a, q, k, m: (a.forward(q, k, m), a.backward(q[:, :1]))[1], ValueError,
+     ["dctx must have shape (2, 3, 4) (B, T, H)"]),
 ])
 @pytest.mark.parametrize("kind", ["luong", "luong-general", "bahdanau"])
 def test_bad_attention_input_is_an_error_naming_the_argument(kind, call, exc, words):

@@ -1,4 +1,5 @@
-"""The `lstm-np` command end to end, in subprocesses: train, translate, tasks, and one-line errors on bad input.
+"""The `lstm-np` command end to end, in subprocesses: train, translate, tasks, one-line errors on bad input, and
+the effect of every train flag.
 
 Models are tiny (hidden 8, embedding 8) and trained for a handful of steps: these tests prove the plumbing
 (files written, metrics in range, errors reported), never the quality of a model.

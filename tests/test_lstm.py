@@ -408,35 +408,37 @@ def test_bad_input_raises_naming_the_argument():
     lstm = ln.LSTM(3, 4, num_layers=2, bidirectional=True)
     x = np.zeros((5, 2, 3))
     cases = [
-        (ValueError, "x", lambda: lstm.forward(np.zeros((5, 3)))),
-        (ValueError, "x", lambda: lstm.forward(np.zeros((5, 2, 4)))),
-        (ValueError, "x", lambda: lstm.forward(np.full((5, 2, 3), np.nan))),
-        (ValueError, "x", lambda: lstm.forward(np.full((5, 2, 3), np.inf))),
-        (TypeError, "x", lambda: lstm.forward(np.array([[["a"] * 3] * 2] * 5))),
-        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([0, 5]))),
-        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([6, 5]))),
-        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([5, 5, 5]))),
-        (TypeError, "lengths", lambda: lstm.forward(x, lengths=np.array([5.0, 4.0]))),
-        (ValueError, "h0", lambda: lstm.forward(x, h0=np.zeros((2, 2, 4)))),
-        (ValueError, "c0", lambda: lstm.forward(x, c0=np.zeros((4, 2, 5)))),
-        (ValueError, "peephole", lambda: ln.LSTM(3, 4, peephole="fancy")),
-        (ValueError, "peephole", lambda: ln.LSTMCell(3, 4, peephole="Full")),
-        (ValueError, "hidden_size", lambda: ln.LSTM(3, 0)),
-        (ValueError, "hidden_size", lambda: ln.LSTMCell(3, -2)),
-        (ValueError, "input_size", lambda: ln.LSTM(0, 4)),
-        (ValueError, "num_layers", lambda: ln.LSTM(3, 4, num_layers=0)),
-        (ValueError, "dropout", lambda: ln.LSTM(3, 4, dropout=1.0)),
-        (TypeError, "dtype", lambda: ln.LSTM(3, 4, dtype=np.int32)),
-        (ValueError, "backward", lambda: ln.LSTM(3, 4).backward(np.zeros((5, 2, 4)))),
-        (ValueError, "backward", lambda: ln.LSTMCell(3, 4).backward(np.zeros((2, 4)), np.zeros((2, 4)))),
+        (ValueError, r"x must be a 3-D array", lambda: lstm.forward(np.zeros((5, 3)))),
+        (ValueError, r"x must have shape \(any, any, 3\)", lambda: lstm.forward(np.zeros((5, 2, 4)))),
+        (ValueError, "x contains NaN or Inf", lambda: lstm.forward(np.full((5, 2, 3), np.nan))),
+        (ValueError, "x contains NaN or Inf", lambda: lstm.forward(np.full((5, 2, 3), np.inf))),
+        (TypeError, "x must be a real numeric array", lambda: lstm.forward(np.array([[["a"] * 3] * 2] * 5))),
+        (ValueError, r"lengths must lie in \[1, 5\]", lambda: lstm.forward(x, lengths=np.array([0, 5]))),
+        (ValueError, r"lengths must lie in \[1, 5\]", lambda: lstm.forward(x, lengths=np.array([6, 5]))),
+        (ValueError, r"lengths must have shape \(2,\)", lambda: lstm.forward(x, lengths=np.array([5, 5, 5]))),
+        (TypeError, "lengths must be an integer array", lambda: lstm.forward(x, lengths=np.array([5.0, 4.0]))),
+        (ValueError, r"h0 must have shape \(4, 2, 4\)", lambda: lstm.forward(x, h0=np.zeros((2, 2, 4)))),
+        (ValueError, r"c0 must have shape \(4, 2, 4\)", lambda: lstm.forward(x, c0=np.zeros((4, 2, 5)))),
+        (ValueError, "peephole must be one of", lambda: ln.LSTM(3, 4, peephole="fancy")),
+        (ValueError, "peephole must be one of", lambda: ln.LSTMCell(3, 4, peephole="Full")),
+        (ValueError, "hidden_size must be a positive integer", lambda: ln.LSTM(3, 0)),
+        (ValueError, "hidden_size must be a positive integer", lambda: ln.LSTMCell(3, -2)),
+        (ValueError, "input_size must be a positive integer", lambda: ln.LSTM(0, 4)),
+        (ValueError, "num_layers must be a positive integer", lambda: ln.LSTM(3, 4, num_layers=0)),
+        (ValueError, r"dropout must be a number in \[0, 1\)", lambda: ln.LSTM(3, 4, dropout=1.0)),
+        (TypeError, "dtype must be np.float32 or np.float64", lambda: ln.LSTM(3, 4, dtype=np.int32)),
+        (ValueError, r"backward\(\) needs a completed forward\(\)",
+         lambda: ln.LSTM(3, 4).backward(np.zeros((5, 2, 4)))),
+        (ValueError, r"backward\(\) called before forward\(\)",
+         lambda: ln.LSTMCell(3, 4).backward(np.zeros((2, 4)), np.zeros((2, 4)))),
     ]
     for exc, name, call in cases:
         with pytest.raises(exc, match=name):
             call()
     lstm.forward(x)
-    with pytest.raises(ValueError, match="dy"):
+    with pytest.raises(ValueError, match=r"dy must have shape \(5, 2, 8\)"):
         lstm.backward(np.zeros((5, 2, 4)))
-    with pytest.raises(ValueError, match="dh_n"):
+    with pytest.raises(ValueError, match=r"dh_n must have shape \(4, 2, 4\)"):
         lstm.backward(np.zeros((5, 2, 8)), dh_n=np.zeros((4, 2, 3)))
 
 
