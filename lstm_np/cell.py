@@ -1,6 +1,6 @@
 """One step of the documented peephole LSTM: forward and hand-derived backward.
 
-The equations (DESIGN.md §1), for a batch of B rows, input size D and hidden size H:
+The equations (docs/design.md §1), for a batch of B rows, input size D and hidden size H:
 
     i_t  = σ(W_xi x_t + W_hi h_{t-1} + W_ci c_{t-1} + b_i)
     f_t  = σ(W_xf x_t + W_hf h_{t-1} + W_cf c_{t-1} + b_f)
@@ -77,7 +77,7 @@ def check_peephole(peephole):
 
 
 class LSTMCell:
-    """The documented peephole LSTM cell (DESIGN.md §1) with fused, transposed weight storage.
+    """The documented peephole LSTM cell (docs/design.md §1) with fused, transposed weight storage.
 
     Initialization: every weight uniform in ±1/sqrt(H) (as torch.nn.LSTM), biases zero except the forget
     gate's b_f = 1.0, so the cell starts by remembering (Jozefowicz et al., 2015).

@@ -151,7 +151,7 @@ class Decoder:
 
 
 class Seq2Seq:
-    """Encoder/decoder translation model (DESIGN.md §2).
+    """Encoder/decoder translation model (docs/design.md §2).
 
     loss(src (B, S), tgt (B, T)) -> float   mean cross-entropy of tgt given src (teacher forcing)
     backward()                              gradients of the last loss, accumulated into named_parameters()
