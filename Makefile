@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test train bench gradcheck clean
+.PHONY: test ci train bench gradcheck clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,19 @@ $(STAMP): $(PY) setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m pytest -q --nbmake tests notebooks
+
+# CI: the same suite with torch installed, so the comparisons with PyTorch run instead of skipping. Pinned to
+# the CPU build: a bare `torch` or a range can make pip fetch a multi-GB CUDA build.
+TORCH       := torch==2.13.0
+TORCH_STAMP := $(VENV)/.torch-installed
+
+$(TORCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet "$(TORCH)"
+	touch $(TORCH_STAMP)
+
+ci: $(TORCH_STAMP)
+	$(PY) -c "import torch; print('torch', torch.__version__)"
 	$(PY) -m pytest -q --nbmake tests notebooks
 
 train: $(STAMP)

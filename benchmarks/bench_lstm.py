@@ -13,7 +13,7 @@ mean something; see `timing.time_interleaved` for why blocks and not single call
     A row whose floor comes out above lstm_np's own time was disturbed (the floor does strictly less
     work) and is marked "noisy".
   * torch (when it imports; it is never a dependency of lstm_np): peephole="none" runs torch.nn.LSTM;
-    "diagonal" and "full" run the same peephole equations (DESIGN.md §1) written step by step with torch
+    "diagonal" and "full" run the same peephole equations (docs/design.md §1) written step by step with torch
     autograd, the way a user would (one matmul for the x-projection of all steps). "np/torch" is the ratio
     of median times, below 1 when lstm_np is faster. The first call of every row checks that both compute
     the same y and ∂L/∂x (max |Δ| of each is in the JSON).

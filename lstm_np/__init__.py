@@ -1,7 +1,7 @@
 """lstm_np: a from-scratch, pure-NumPy peephole LSTM and sequence-to-sequence library.
 
 Every gate equation is written out in code, every gradient derived by hand and checked against finite
-differences (see DESIGN.md §1 and `python -m lstm_np.gradcheck`).
+differences (see docs/design.md §1 and `python -m lstm_np.gradcheck`).
 """
 from .attention import Attention
 from .cell import LSTMCell

@@ -16,7 +16,7 @@ Layout inside: batch-first (B, T, Hq) queries, (B, S, Hk) keys, so scores are on
 """
 import numpy as np
 
-from .cell import _check_size, check_dtype
+from .checks import check_dtype, check_size
 from .functional import softmax
 
 ATTENTIONS = ("luong", "luong-general", "bahdanau")
@@ -32,8 +32,10 @@ class Attention:
     """score → masked softmax → context. forward(q (B,T,H), k (B,S,H), mask (B,S)) -> ctx (B,T,H), α (B,T,S)."""
 
     def __init__(self, kind, size, dtype=np.float32, seed=0, attn_size=None):
-        self.kind = check_attention(kind)
-        self.size = size = _check_size("size", size)
+        if kind not in ATTENTIONS:   # None is Seq2Seq's "no attention", not a kind of this layer
+            raise ValueError(f"kind must be one of {ATTENTIONS}, got {kind!r}")
+        self.kind = kind
+        self.size = size = check_size("size", size)
         dtype = check_dtype(dtype)
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(size)
@@ -41,7 +43,7 @@ class Attention:
         if kind == "luong-general":
             self.params["W_a"] = np.eye(size, dtype=dtype) + rng.uniform(-k, k, (size, size)).astype(dtype)
         elif kind == "bahdanau":
-            A = size if attn_size is None else _check_size("attn_size", attn_size)
+            A = size if attn_size is None else check_size("attn_size", attn_size)
             self.params["W_q"] = rng.uniform(-k, k, (size, A)).astype(dtype)
             self.params["W_k"] = rng.uniform(-k, k, (size, A)).astype(dtype)
             self.params["v_a"] = rng.uniform(-1 / np.sqrt(A), 1 / np.sqrt(A), A).astype(dtype)

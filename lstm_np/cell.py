@@ -1,6 +1,6 @@
 """One step of the documented peephole LSTM: forward and hand-derived backward.
 
-The equations (DESIGN.md §1), for a batch of B rows, input size D and hidden size H:
+The equations (docs/design.md §1), for a batch of B rows, input size D and hidden size H:
 
     i_t  = σ(W_xi x_t + W_hi h_{t-1} + W_ci c_{t-1} + b_i)
     f_t  = σ(W_xf x_t + W_hf h_{t-1} + W_cf c_{t-1} + b_f)
@@ -39,6 +39,8 @@ into its row-major buffer in the backward.
 """
 import numpy as np
 
+from .checks import as_float_array, check_dtype, check_size
+
 PEEPHOLES = ("full", "diagonal", "none")
 PEEPHOLE_INITS = ("uniform", "zero")
 PEEPHOLE_WEIGHTS = ("W_c", "W_co", "p_c", "p_co")   # storage names of the c-terms ("full": W_*, "diagonal": p_*)
@@ -76,50 +78,14 @@ def _at_batch(v, shape):
     return np.broadcast_to(v, shape).copy()
 
 
-def _check_size(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_dtype(dtype):
-    """Return np.dtype(dtype) if it is float32 or float64, else raise TypeError naming `dtype`."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}") from None
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be np.float32 or np.float64, got {dt}")
-    return dt
-
-
 def check_peephole(peephole):
     if peephole not in PEEPHOLES:
         raise ValueError(f"peephole must be one of {PEEPHOLES}, got {peephole!r}")
     return peephole
 
 
-def as_float_array(name, value, dtype, shape=None):
-    """`value` as a finite array of `dtype`; TypeError for non-numeric input, ValueError for bad shape/NaN/Inf.
-
-    `shape` may contain None for "any size" in that axis.
-    """
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if shape is not None:
-        ok = arr.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, arr.shape))
-        if not ok:
-            want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
-            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    arr = arr.astype(dtype, copy=False)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or Inf")
-    return arr
-
-
 class LSTMCell:
-    """The documented peephole LSTM cell (DESIGN.md §1) with fused, transposed weight storage.
+    """The documented peephole LSTM cell (docs/design.md §1) with fused, transposed weight storage.
 
     Initialization: every weight uniform in ±1/sqrt(H) (as torch.nn.LSTM), biases zero except the forget
     gate's b_f = 1.0, so the cell starts by remembering (Jozefowicz et al., 2015). peephole_init="zero" starts
@@ -128,8 +94,8 @@ class LSTMCell:
     """
 
     def __init__(self, input_size, hidden_size, peephole="full", dtype=np.float64, seed=0, peephole_init="uniform"):
-        self.input_size = D = _check_size("input_size", input_size)
-        self.hidden_size = H = _check_size("hidden_size", hidden_size)
+        self.input_size = D = check_size("input_size", input_size)
+        self.hidden_size = H = check_size("hidden_size", hidden_size)
         self.peephole = check_peephole(peephole)
         self.dtype = check_dtype(dtype)
         rng = np.random.default_rng(seed)

@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from .data import TEMP_PREFIX, atomic_write
+from .files import TEMP_PREFIX, atomic_write
 
 MANIFEST = "checkpoint.json"
 FORMAT = "lstm_np-checkpoint-1"

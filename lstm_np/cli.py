@@ -7,7 +7,8 @@
     lstm-np serve --checkpoint DIR [--host 127.0.0.1] [--port 8000]    the explorer page (serve.py)
 
 Every error is one line on stderr and a non-zero exit status: 2 for bad usage or input, 3 for a diverged
-run, 130/143 after SIGINT/SIGTERM (a checkpoint is written first).
+run, 130/143 after SIGINT/SIGTERM (a checkpoint is written first). A closed standard output (`| head`) ends
+the command quietly with status 141, as SIGPIPE would.
 """
 import argparse
 import dataclasses
@@ -289,6 +290,8 @@ def cmd_translate(args):
     max_len = args.max_len or max(trained_max_len if isinstance(trained_max_len, int) else 0,
                                   2 * max(len(src_vocab.encode(t)) for t in texts) + 10)
     from .data import pad_batch
+    for n, text in enumerate(texts, start=1):
+        warn_unknown(n, text, src_vocab)
     src = pad_batch([encode_source(src_vocab, t) for t in texts])
     out = model.translate(src, max_len=max_len, beam_size=args.beam_size, return_attention=bool(args.plot_attention))
     outputs, attn = out if args.plot_attention else (out, None)
@@ -299,6 +302,19 @@ def cmd_translate(args):
         plot_attention(args.plot_attention, texts, outputs, attn, src_vocab, tgt_vocab)
         print(f"attention heatmap saved to {args.plot_attention}", file=sys.stderr)
     return 0
+
+
+def warn_unknown(n, text, vocab, shown=20):
+    """One stderr line when source `n` holds tokens the model never saw in training, which it reads as <unk>
+    (an output for such a source means little: say why, and which ones)."""
+    unknown = vocab.unknown(text)
+    if not unknown:
+        return
+    unit = "characters" if vocab.tokens == "char" else "words"
+    listed = ", ".join(repr(t) for t in unknown[:shown]) + (", ..." if len(unknown) > shown else "")
+    short = text if len(text) <= 40 else text[:37] + "..."
+    print(f"lstm-np: warning: source {n} {short!r}: {unit} not in the model's vocabulary, read as <unk>: {listed}",
+          file=sys.stderr)
 
 
 def cmd_tasks(args):
@@ -422,7 +438,7 @@ def print_sweep_summary(folder, threshold, plot=None, runs=None):
     summary = study.summarize(list(rows.values()), keys, histories, threshold)
     table = study.format_summary(summary, keys, threshold)
     print(table)
-    from .data import atomic_write
+    from .files import atomic_write
     atomic_write(os.path.join(folder, "summary.md"), lambda f: f.write((table + "\n").encode("utf-8")))
     if plot:
         from .plot import plot_sweep
@@ -448,7 +464,14 @@ def main(argv=None):
         command = {"train": cmd_train, "translate": cmd_translate, "tasks": cmd_tasks, "sweep": cmd_sweep,
                    "serve": cmd_serve}[args.command]
         with threadpool_limits(limits=getattr(args, "threads", None), user_api="blas"):
-            return command(args)
+            status = command(args)
+        sys.stdout.flush()   # here, where a closed pipe is caught below, rather than at interpreter exit
+        return status
+    except BrokenPipeError:
+        # The reader of standard output has gone (`lstm-np tasks | head -3`): stop quietly, as other command-line
+        # tools do. Standard output now points at /dev/null, so that Python's own final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except TrainingError as e:
         print(f"lstm-np: {e}", file=sys.stderr)
         return 3

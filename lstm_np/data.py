@@ -1,5 +1,5 @@
-"""Text → padded id batches: tokenization, Vocab, TSV loading, padding and length-bucketed batching; and
-`atomic_write`, through which every file lstm_np saves (vocabularies here, checkpoints in checkpoint.py) goes.
+"""Text → padded id batches: tokenization, Vocab, TSV loading, padding and length-bucketed batching, and the
+operations on padded batches the models share (real lengths, reversal within them, teacher-forcing input).
 
 Every vocabulary reserves the same four ids, which the models rely on:
 
@@ -13,18 +13,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from typing import BinaryIO
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from .files import atomic_write
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 TOKEN_MODES = ("char", "word")
-TEMP_PREFIX = ".tmp-"   # names of atomic_write's temporary files: a kill mid-write leaves only these behind
 
 # A word is a run of letters/digits, optionally joined by apostrophes ("don't", "c'est", "aujourd’hui");
 # any other non-space character (punctuation, symbols, the hyphen of "est-ce") is a token on its own.
@@ -35,22 +34,6 @@ _NO_SPACE_AFTER = frozenset("([{«")
 
 class DataError(ValueError):
     """A malformed or unreadable data file; the message starts with "path:" or "path:lineno:"."""
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Call write(file object) on a temporary file beside `path`, fsync it, then os.replace it onto `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _check_mode(tokens: str) -> None:
@@ -143,6 +126,12 @@ class Vocab:
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; tokens not in the vocabulary become UNK.  No BOS/EOS is added."""
         return [self.token_to_id.get(tok, UNK) for tok in tokenize(text, self.tokens, self.lower)]
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct tokens of `text` that are not in the vocabulary (`encode` reads them as UNK), in order
+        of first appearance."""
+        return list(dict.fromkeys(tok for tok in tokenize(text, self.tokens, self.lower)
+                                  if tok not in self.token_to_id))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of `ids` (any int sequence or 1-D array): stops at the first EOS, skips PAD and BOS."""
@@ -246,6 +235,25 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad: int = PAD, add_eos: bool = Fal
     return out
 
 
+def lengths_of(ids):
+    """Number of real tokens per row (at least 1: an all-PAD row reads one PAD, whose embedding is zero)."""
+    return np.maximum((ids != PAD).sum(axis=1), 1)
+
+
+def reverse_within_lengths(x, lengths):
+    """x (B, ..., S) -> same shape, row b's first lengths[b] entries along the last axis reversed and the rest
+    left in place: token ids (B, S), or attention weights (B, T, S) over them. The map is its own inverse."""
+    S = x.shape[-1]
+    pos = np.arange(S)[None, :]
+    src_pos = np.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)         # (B, S)
+    return np.take_along_axis(x, src_pos.reshape((len(lengths),) + (1,) * (x.ndim - 2) + (S,)), axis=-1)
+
+
+def teacher_forcing_input(tgt):
+    """tgt (B, T) -> the decoder's inputs (B, T): BOS, y_1 .. y_{T-1}."""
+    return np.concatenate([np.full((tgt.shape[0], 1), BOS), tgt[:, :-1]], axis=1)
+
+
 def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None = None,
             shuffle: bool = True) -> list[np.ndarray]:
     """Split example indices 0..N-1 into batches (int64 index arrays) covering each index exactly once.
@@ -271,3 +279,4 @@ def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | 
         idx = idx[np.argsort(lengths[idx], kind="stable")]
         out.extend(idx[k: k + batch_size].astype(np.int64) for k in range(0, len(idx), batch_size))
     return [out[k] for k in rng.permutation(len(out))]
+

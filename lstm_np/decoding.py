@@ -15,9 +15,8 @@ per-step gates and states (`trace`) of the decoding, from one forward call per L
 """
 import numpy as np
 
-from .data import BOS, EOS, PAD, pad_batch
+from .data import BOS, EOS, PAD, lengths_of, pad_batch, reverse_within_lengths, teacher_forcing_input
 from .functional import log_softmax
-from .seq2seq import lengths_of, reverse_within_lengths, teacher_forcing_input
 
 
 def greedy(model, src, max_len, length_penalty=1.0):

@@ -6,7 +6,7 @@ returns the input gradient and ACCUMULATES (+=) the parameter gradients; `zero_g
 
 import numpy as np
 
-from .cell import _check_size, check_dtype
+from .checks import check_dtype, check_size
 
 __all__ = ["Embedding", "Linear"]
 
@@ -22,8 +22,8 @@ class Embedding:
     """
 
     def __init__(self, num_embeddings, embedding_dim, dtype=np.float32, seed=0, padding_idx=None):
-        self.num_embeddings = _check_size("num_embeddings", num_embeddings)
-        self.embedding_dim = _check_size("embedding_dim", embedding_dim)
+        self.num_embeddings = check_size("num_embeddings", num_embeddings)
+        self.embedding_dim = check_size("embedding_dim", embedding_dim)
         dtype = check_dtype(dtype)
         if padding_idx is not None and (
             isinstance(padding_idx, bool)
@@ -85,8 +85,8 @@ class Linear:
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, seed=0):
-        self.in_features = _check_size("in_features", in_features)
-        self.out_features = _check_size("out_features", out_features)
+        self.in_features = check_size("in_features", in_features)
+        self.out_features = check_size("out_features", out_features)
         dtype = check_dtype(dtype)
         rng = np.random.default_rng(seed)
         bound = 1.0 / np.sqrt(self.in_features)

@@ -26,7 +26,8 @@ anyway, so inspecting a model costs nothing when nobody asks.
 """
 import numpy as np
 
-from .cell import GATES, LSTMCell, as_float_array, check_dtype, check_peephole, to_gate_major
+from .cell import GATES, LSTMCell, check_peephole, to_gate_major
+from .checks import as_float_array, check_dtype, check_size
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -44,15 +45,13 @@ class LSTM:
 
     def __init__(self, input_size, hidden_size, num_layers=1, peephole="full", bidirectional=False,
                  dropout=0.0, dtype=np.float64, seed=0, peephole_init="uniform"):
-        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        self.num_layers = check_size("num_layers", num_layers)
         if not isinstance(dropout, (int, float, np.floating)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
         if not isinstance(bidirectional, (bool, np.bool_)):
             raise TypeError(f"bidirectional must be True or False, got {bidirectional!r}")
         self.peephole = check_peephole(peephole)
         self.dtype = check_dtype(dtype)
-        self.num_layers = int(num_layers)
         self.num_directions = 2 if bidirectional else 1
         self.bidirectional = bool(bidirectional)
         self.dropout = float(dropout)

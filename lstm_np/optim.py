@@ -122,7 +122,7 @@ class _Optimizer:
 
     def muladd(self, p):
         """a·b + c for parameter p: rounded once (`functional.fma`, torch's bits, ~15x the cost) when exact,
-        else plain numpy. exact=None means exact for float64 parameters (where DESIGN.md promises torch's
+        else plain numpy. exact=None means exact for float64 parameters (where docs/design.md promises torch's
         bits) and plain for float32 (where training speed matters and the bits are not promised)."""
         return _exact_fma if self._exact_for(p) else _plain_muladd
 

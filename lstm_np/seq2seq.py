@@ -19,8 +19,9 @@ import contextlib
 import numpy as np
 
 from .attention import Attention, check_attention
-from .cell import _check_size, check_dtype
-from .data import BOS, PAD, UNK
+from .checks import check_dtype, check_size
+from .data import PAD, UNK, lengths_of, reverse_within_lengths, teacher_forcing_input
+from .decoding import attention_weights, beam_search, greedy
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
 from .lstm import LSTM
@@ -39,25 +40,6 @@ def check_ids(name, ids, vocab_size):
     if (real[:, 1:] & ~real[:, :-1]).any():
         raise ValueError(f"{name} must be right-padded: a PAD ({PAD}) token is followed by a real token")
     return arr.astype(np.int64, copy=False)
-
-
-def lengths_of(ids):
-    """Number of real tokens per row (at least 1: an all-PAD row reads one PAD, whose embedding is zero)."""
-    return np.maximum((ids != PAD).sum(axis=1), 1)
-
-
-def reverse_within_lengths(x, lengths):
-    """x (B, ..., S) -> same shape, row b's first lengths[b] entries along the last axis reversed and the rest
-    left in place: token ids (B, S), or attention weights (B, T, S) over them. The map is its own inverse."""
-    S = x.shape[-1]
-    pos = np.arange(S)[None, :]
-    src_pos = np.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)         # (B, S)
-    return np.take_along_axis(x, src_pos.reshape((len(lengths),) + (1,) * (x.ndim - 2) + (S,)), axis=-1)
-
-
-def teacher_forcing_input(tgt):
-    """tgt (B, T) -> the decoder's inputs (B, T): BOS, y_1 .. y_{T-1}."""
-    return np.concatenate([np.full((tgt.shape[0], 1), BOS), tgt[:, :-1]], axis=1)
 
 
 class Encoder:
@@ -172,7 +154,7 @@ class Decoder:
 
 
 class Seq2Seq:
-    """Encoder/decoder translation model (DESIGN.md §2).
+    """Encoder/decoder translation model (docs/design.md §2).
 
     loss(src (B, S), tgt (B, T)) -> float   mean cross-entropy of tgt given src (teacher forcing)
     backward()                              gradients of the last loss, accumulated into named_parameters()
@@ -189,7 +171,7 @@ class Seq2Seq:
         for name, v in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size)]:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= UNK:
                 raise ValueError(f"{name} must be an integer > {UNK} (the special tokens take ids 0..{UNK}), got {v!r}")
-        _check_size("embed_size", embed_size)   # checked here: the Embedding layers would call it embedding_dim
+        check_size("embed_size", embed_size)   # checked here: the Embedding layers would call it embedding_dim
         self.attention = check_attention(attention)
         self.peeky = (attention is None) if peeky is None else bool(peeky)
         self.reverse_source = (not bidirectional and attention is None) if reverse_source is None \
@@ -239,6 +221,9 @@ class Seq2Seq:
 
     def loss(self, src, tgt):
         """Mean cross-entropy over tgt's real tokens; the decoder reads BOS + tgt[:, :-1] (teacher forcing)."""
+        # The previous loss is dead from here: a call that fails validation leaves nothing behind that
+        # backward() could silently differentiate instead.
+        self._cache = None
         tgt = check_ids("tgt", tgt, self.config["tgt_vocab_size"])
         src = check_ids("src", src, self.config["src_vocab_size"])
         if src.shape[0] != tgt.shape[0]:
@@ -255,7 +240,8 @@ class Seq2Seq:
     def backward(self):
         """Gradients of the last `loss(...)`, accumulated (+=) into every parameter's grad."""
         if self._cache is None:
-            raise ValueError("backward() called before loss(): there is no loss to differentiate")
+            raise ValueError("backward() needs a completed loss() to differentiate (there was none since the "
+                             "last backward() or translate(), or the last loss() raised)")
         dh0, dc0, dsummary, dkeys = self.decoder.backward(self._cache)
         if dsummary is not None:
             dh0[-1] += dsummary                                             # summary is h0's top layer
@@ -266,8 +252,7 @@ class Seq2Seq:
         """Decode src (B, S) ids; -> list of B token-id lists with EOS stripped (and, with
         return_attention, a list of (len(out) + 1, S) attention arrays over the source's positions, the
         last row for the step that emits EOS; None without attention)."""
-        from .decoding import attention_weights, beam_search, greedy
-        beam_size, max_len = _check_size("beam_size", beam_size), _check_size("max_len", max_len)
+        beam_size, max_len = check_size("beam_size", beam_size), check_size("max_len", max_len)
         if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(length_penalty) or length_penalty < 0:
             raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")

@@ -29,7 +29,7 @@ import os
 import re
 
 from .checkpoint import read_json, write_json
-from .data import atomic_write
+from .files import atomic_write
 
 RESULT_COLUMNS = ("seed", "status", "test_exact_match", "test_token_accuracy", "test_bleu", "final_loss",
                   "train_seconds", "steps", "error")    # after the grid keys

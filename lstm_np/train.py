@@ -56,7 +56,7 @@ class TrainConfig:
     embed_size: int = 64          # token embedding size
     hidden_size: int = 128        # LSTM units per layer and direction
     layers: int = 1               # LSTM layers in encoder and decoder
-    peephole: str = "full"        # "full", "diagonal" or "none" (DESIGN.md §1)
+    peephole: str = "full"        # "full", "diagonal" or "none" (docs/design.md §1)
     peephole_init: str = "zero"   # peephole weights start at "zero" (the recipe, below) or "uniform" like the rest
     bidirectional: bool = False   # bidirectional encoder
     dropout: float = 0.0          # dropout between stacked LSTM layers

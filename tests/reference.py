@@ -1,4 +1,4 @@
-"""An independent, deliberately plain implementation of the documented equations (DESIGN.md §1).
+"""An independent, deliberately plain implementation of the documented equations (docs/design.md §1).
 
 One sequence at a time, one step at a time, weights in equation orientation (W_xi is (H, D)), no fusion,
 no buffers: the forward that lstm_np's fused code must agree with.

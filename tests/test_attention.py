@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from lstm_np.attention import ATTENTIONS, Attention
-from lstm_np.data import BOS, PAD
+from lstm_np.data import BOS, PAD, lengths_of, reverse_within_lengths
 from lstm_np.gradcheck import check_gradients
-from lstm_np.seq2seq import lengths_of, reverse_within_lengths
 from test_seq2seq import SRC, TGT, assert_loss_grads_match_finite_differences, copy_weights, make_model
 
 LENGTHS = np.array([5, 2, 4])                       # key lengths per batch row: one full, two padded
@@ -162,15 +161,24 @@ def test_translate_without_attention_returns_none_for_weights():
     assert weights is None and out == model.translate(SRC, max_len=4)
 
 
+@pytest.mark.parametrize("kind", [None, "dot", "Luong", ""])
+def test_attention_kind_must_be_one_of_the_three_scores(kind):
+    """Attention has no "no attention" kind (that is Seq2Seq's attention=None): None is refused when built,
+    not later as a KeyError in forward."""
+    with pytest.raises(ValueError, match=r"kind must be one of \('luong', 'luong-general', 'bahdanau'\), got"):
+        Attention(kind, 8)
+
+
 @pytest.mark.parametrize("call, exc, words", [
-    (lambda a, q, k, m: a.forward(q[0], k, m), ValueError, ["q", "shape"]),
-    (lambda a, q, k, m: a.forward(q[..., :3], k, m), ValueError, ["q", "(B, T, 4)"]),
-    (lambda a, q, k, m: a.forward(q, k[:1], m[:1]), ValueError, ["k", "batch size"]),
-    (lambda a, q, k, m: a.forward(q, k, m[:, :2]), ValueError, ["mask", "shape"]),
-    (lambda a, q, k, m: a.forward(q, k, m.astype(int)), TypeError, ["mask", "boolean"]),
-    (lambda a, q, k, m: a.forward(q.astype(int), k, m), TypeError, ["q", "floating"]),
-    (lambda a, q, k, m: a.forward(q, k, np.zeros_like(m)), ValueError, ["mask", "every row"]),
-    (lambda a, q, k, m: (a.forward(q, k, m), a.backward(q[:, :1]))[1], ValueError, ["dctx", "shape"]),
+    (lambda a, q, k, m: a.forward(q[0], k, m), ValueError, ["q must have shape (B, T, 4), got (3, 4)"]),
+    (lambda a, q, k, m: a.forward(q[..., :3], k, m), ValueError, ["q must have shape (B, T, 4), got (2, 3, 3)"]),
+    (lambda a, q, k, m: a.forward(q, k[:1], m[:1]), ValueError, ["k must have the batch size of q (2)"]),
+    (lambda a, q, k, m: a.forward(q, k, m[:, :2]), ValueError, ["mask must have shape (2, 5) (B, S) like k"]),
+    (lambda a, q, k, m: a.forward(q, k, m.astype(int)), TypeError, ["mask must be a boolean array"]),
+    (lambda a, q, k, m: a.forward(q.astype(int), k, m), TypeError, ["q must be a floating array"]),
+    (lambda a, q, k, m: a.forward(q, k, np.zeros_like(m)), ValueError, ["mask must have at least one True"]),
+    (lambda a, q, k, m: (a.forward(q, k, m), a.backward(q[:, :1]))[1], ValueError,
+     ["dctx must have shape (2, 3, 4) (B, T, H)"]),
 ])
 @pytest.mark.parametrize("kind", ["luong", "luong-general", "bahdanau"])
 def test_bad_attention_input_is_an_error_naming_the_argument(kind, call, exc, words):

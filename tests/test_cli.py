@@ -1,4 +1,5 @@
-"""The `lstm-np` command end to end, in subprocesses: train, translate, tasks, and one-line errors on bad input.
+"""The `lstm-np` command end to end, in subprocesses: train, translate, tasks, one-line errors on bad input, and
+the effect of every train flag.
 
 Models are tiny (hidden 8, embedding 8) and trained for a handful of steps: these tests prove the plumbing
 (files written, metrics in range, errors reported), never the quality of a model.
@@ -281,3 +282,227 @@ def test_resume_works_from_another_directory_with_relative_data_paths(tmp_path):
     ok(cli(["train", "--out", data / "run", "--resume", "--steps", "6", "--train", Path("data") / "A.tsv"], tmp_path))
     one_line_error(cli(["train", "--out", data / "run", "--resume", "--steps", "7", "--train", "B.tsv"], data),
                    "--train", "cannot change")
+
+# ----------------------------------------------------------------------------- every train flag has its effect
+# One run per flag (or per group of flags whose effects are told apart), side by side: tiny models, 2-3 steps.
+# Each test compares a run with a flag to one without it, or checks what only the flag can have caused.
+
+FLAG_BASE = ["train", "--train", "A.tsv", "--steps", 3, "--warmup-steps", 0] + TINY
+FLAG_RUNS = {
+    "base": FLAG_BASE + ["--seed", 1, "--peeky", "--reverse-source"],
+    "seed2": FLAG_BASE + ["--seed", 2],
+    "norev": FLAG_BASE + ["--seed", 1, "--no-reverse-source"],
+    "bi": FLAG_BASE + ["--seed", 1, "--bidirectional", "--no-peeky", "--dtype", "float64"],
+    "wd": FLAG_BASE + ["--seed", 1, "--weight-decay", 1.0],
+    "clip": FLAG_BASE + ["--seed", 1, "--clip", 1e-9],
+    "epochs": ["train", "--train", "A.tsv", "--valid", "B.tsv", "--epochs", 2] + TINY,
+    "seconds": ["train", "--train", "A.tsv", "--max-seconds", 1] + TINY,
+    "words": ["train", "--train", "W.tsv", "--tokens", "word", "--lower", "--steps", 2] + TINY,
+}
+WORDS = ["Red", "blue", "Green", "yellow", "red"]
+
+
+def word_pairs(n, seed):
+    """n (sentence, its words reversed) pairs of 1-3 capitalised and lower-case colour words."""
+    rng = np.random.default_rng(seed)
+    sentences = [" ".join(rng.choice(WORDS, size=rng.integers(1, 4))) for _ in range(n)]
+    return [(s, " ".join(s.split()[::-1])) for s in sentences]
+
+
+@pytest.fixture(scope="module")
+def flag_runs(tmp_path_factory):
+    """{name: (folder of the run, CompletedProcess)} for every run of FLAG_RUNS."""
+    folder = tmp_path_factory.mktemp("flags")
+    make_data(folder)
+    write_tsv(folder / "W.tsv", word_pairs(40, seed=3))
+    jobs = {name: args + ["--out", name, "--metrics-out", f"{name}.json"] for name, args in FLAG_RUNS.items()}
+    results = cli_many(jobs, folder)
+    return {name: (folder / name, ok(r)) for name, r in results.items()}
+
+
+def saved_config(run):
+    """config.json of a run: {"train": the training flags, "model": the Seq2Seq arguments}."""
+    return json.loads((run / "config.json").read_text(encoding="utf-8"))
+
+
+def final_weights(run):
+    """{parameter name: array} of the run's last checkpoint."""
+    manifest = json.loads((run / "checkpoint.json").read_text())
+    with np.load(run / manifest["weights"], allow_pickle=False) as z:
+        return {name: z[name] for name in z.files}
+
+
+def initial_weights(run):
+    """The weights the run started from: a fresh model of its saved configuration (the seed fixes them)."""
+    from lstm_np.seq2seq import Seq2Seq
+    return {name: value.copy() for name, value, _ in Seq2Seq(**saved_config(run)["model"]).named_parameters()}
+
+
+def largest_change(a, b):
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in a)
+
+
+def test_bidirectional_flag_builds_a_two_direction_encoder(flag_runs):
+    run, _ = flag_runs["bi"]
+    assert saved_config(run)["model"]["bidirectional"] is True
+    w = final_weights(run)
+    assert "encoder.lstm.l0.bwd.W_x" in w, sorted(w)
+    assert w["encoder.lstm.l0.bwd.W_h"].shape == (8, 32)
+    # the decoder starts from both directions' final states side by side: 2 x hidden_size units
+    assert w["decoder.lstm.l0.fwd.W_h"].shape == (16, 64)
+    assert "encoder.lstm.l0.bwd.W_x" not in final_weights(flag_runs["base"][0])
+
+
+def test_peeky_flags_widen_or_keep_the_decoder_input(flag_runs):
+    peeky, no_peeky = flag_runs["base"][0], flag_runs["bi"][0]
+    assert saved_config(peeky)["model"]["peeky"] is True and saved_config(no_peeky)["model"]["peeky"] is False
+    # decoder input: the embedding (8), plus the encoder's summary (hidden 8) with --peeky
+    assert final_weights(peeky)["decoder.lstm.l0.fwd.W_x"].shape == (8 + 8, 32)
+    assert final_weights(no_peeky)["decoder.lstm.l0.fwd.W_x"].shape == (8, 64)
+
+
+def test_reverse_source_flags_are_saved_and_change_what_the_encoder_reads(flag_runs):
+    rev, norev = flag_runs["base"][0], flag_runs["norev"][0]
+    assert saved_config(rev)["model"]["reverse_source"] is True
+    assert saved_config(norev)["model"]["reverse_source"] is False
+    assert largest_change(final_weights(rev), final_weights(norev)) > 0, "same seed, same data: only the order differs"
+
+
+def test_dtype_flag_sets_the_precision_of_every_parameter(flag_runs):
+    assert saved_config(flag_runs["bi"][0])["model"]["dtype"] == "float64"
+    assert {a.dtype for a in final_weights(flag_runs["bi"][0]).values()} == {np.dtype(np.float64)}
+    assert {a.dtype for a in final_weights(flag_runs["base"][0]).values()} == {np.dtype(np.float32)}
+
+
+def test_seed_flag_changes_the_weights(flag_runs):
+    one, two = flag_runs["base"][0], flag_runs["seed2"][0]
+    assert saved_config(one)["train"]["seed"] == 1 and saved_config(two)["train"]["seed"] == 2
+    assert saved_config(one)["model"]["seed"] == 1 and saved_config(two)["model"]["seed"] == 2   # the weights' seed
+    w1, w2 = final_weights(one), final_weights(two)
+    assert set(w1) == set(w2)
+    assert all(not np.array_equal(w1[k], w2[k]) for k in w1 if k != "encoder.embed.weight"), \
+        "every parameter (but the embedding's PAD row alone) must differ between seeds"
+
+
+def test_weight_decay_flag_pulls_the_weights_towards_zero(flag_runs):
+    base, wd = flag_runs["base"][0], flag_runs["wd"][0]
+    assert saved_config(wd)["train"]["weight_decay"] == 1.0
+
+    def norm(w):
+        return np.sqrt(sum(float(np.sum(a.astype(np.float64) ** 2)) for a in w.values()))
+
+    start = norm(initial_weights(base))
+    assert norm(final_weights(wd)) < start - 1e-3 < norm(final_weights(base)), \
+        (norm(final_weights(wd)), start, norm(final_weights(base)))
+
+
+def test_clip_flag_bounds_the_gradient_norm(flag_runs):
+    """Clipped to a norm of 1e-9, the gradients fall far below Adam's eps (1e-8): the steps nearly vanish."""
+    base, clip = flag_runs["base"][0], flag_runs["clip"][0]
+    assert saved_config(clip)["train"]["clip"] == 1e-9
+    moved_base = largest_change(final_weights(base), initial_weights(base))
+    moved_clip = largest_change(final_weights(clip), initial_weights(clip))
+    assert moved_clip < 0.2 * moved_base, (moved_clip, moved_base)
+
+
+def test_epochs_flag_stops_after_that_many_passes_and_valid_flag_is_the_validation_set(flag_runs):
+    run, result = flag_runs["epochs"]
+    m = load_metrics(run.parent / "epochs.json")
+    assert m["steps"] == 2 * 8, "2 epochs of 60 pairs in batches of 8"
+    assert "60 train / 10 valid pairs" in result.stdout, "--valid B.tsv holds nothing of A.tsv out"
+    assert m["test_set"] == "valid" and m["test_examples"] == len({s for s, _ in reverse_pairs(10, seed=1)})
+
+
+def test_max_seconds_flag_stops_training_at_the_time_limit(flag_runs):
+    m = load_metrics(flag_runs["seconds"][0].parent / "seconds.json")
+    assert m["train_seconds"] >= 1.0, "stopped before its time"
+    assert m["train_seconds"] < 60, "not stopped at 1 s (the default limit is 180 s)"
+    assert m["steps"] >= 1
+
+
+def test_tokens_and_lower_flags_shape_the_vocabulary(flag_runs):
+    run, _ = flag_runs["words"]
+    for name in ("src_vocab.json", "tgt_vocab.json"):
+        vocab = json.loads((run / name).read_text(encoding="utf-8"))
+        assert vocab["tokens"] == "word" and vocab["lower"] is True
+        words = vocab["itos"][4:]
+        assert sorted(words) == sorted({w.lower() for w in WORDS}), words   # whole words, lower-cased
+
+
+def test_beam_size_reaches_the_final_evaluation_and_threads_the_blas(tmp_path, monkeypatch):
+    """In-process, with Seq2Seq.translate watched: the validation decodes greedily, the final test evaluation
+    with --beam-size; every decoding runs under the --threads BLAS limit (3: neither the default 1 nor this
+    machine's core count, which BLAS would use without a limit)."""
+    from threadpoolctl import threadpool_info
+
+    from lstm_np import cli as cli_lib
+    from lstm_np.seq2seq import Seq2Seq
+    make_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    calls, translate = [], Seq2Seq.translate
+
+    def watched(self, src, max_len=50, beam_size=1, **kwargs):
+        calls.append((beam_size, {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}))
+        return translate(self, src, max_len, beam_size, **kwargs)
+
+    monkeypatch.setattr(Seq2Seq, "translate", watched)
+    assert cli_lib.main(["train", "--train", "A.tsv", "--steps", "2", "--out", "run", "--beam-size", "3",
+                         "--threads", "3"] + TINY) == 0
+    assert [beam for beam, _ in calls] == [1, 3], calls
+    assert all(threads == {3} for _, threads in calls), calls
+
+
+def test_translate_max_len_caps_the_output(runs):
+    from lstm_np.data import pad_batch
+    from lstm_np.evaluate import encode_source
+    from lstm_np.train import load_model
+    sources = ["abcde", "ba", "eeddccbbaa"]
+    model, src_vocab, tgt_vocab, _ = load_model(runs / "plain")
+    long = model.translate(pad_batch([encode_source(src_vocab, s) for s in sources]), max_len=40)
+    assert max(len(o) for o in long) > 2, "the check needs an output longer than the cap"
+    r = ok(cli(["translate", "--checkpoint", "plain", "--max-len", "2"] + sources, runs))
+    assert r.stdout.splitlines() == [tgt_vocab.decode(o[:2]) for o in long]   # greedy: the first two tokens
+
+# ----------------------------------------------------------------------------- the command itself
+
+
+def test_no_command_prints_the_commands_and_exits_2(tmp_path):
+    r = cli([], tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr, r.stderr
+    for command in ("train", "translate", "tasks"):
+        assert command in r.stdout, r.stdout
+
+
+def test_translate_names_the_characters_it_reads_as_unknown_on_stderr(runs):
+    r = ok(cli(["translate", "--checkpoint", "plain", "xyz", "abc", "aQa"], runs))
+    assert len(r.stdout.splitlines()) == 3, r.stdout
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2, r.stderr                              # "abc" is all known: nothing to say
+    assert "source 1 'xyz'" in lines[0] and "'x', 'y', 'z'" in lines[0] and "<unk>" in lines[0], lines[0]
+    assert "source 3 'aQa'" in lines[1] and lines[1].endswith(": 'Q'"), lines[1]
+
+
+def test_closed_output_pipe_ends_quietly(tmp_path):
+    """`lstm-np tasks | head -3` once head has gone: no "Broken pipe" error, no traceback. The pipe's reading
+    end is closed before the command starts, so its first write fails every time."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run(CLI + ["tasks"], cwd=tmp_path, env=ENV, stdout=write_end, stderr=subprocess.PIPE,
+                           encoding="utf-8", timeout=TIMEOUT)
+    finally:
+        os.close(write_end)
+    assert r.stderr == "", r.stderr
+    assert r.returncode == 141, "128 + SIGPIPE, the status of a tool stopped by a closed pipe"
+
+
+def test_gradcheck_module_prints_every_configuration_and_passes(tmp_path):
+    """`python -m lstm_np.gradcheck` (make gradcheck): the table of all 12 configurations, PASS, exit 0."""
+    r = subprocess.run([sys.executable, "-m", "lstm_np.gradcheck"], cwd=tmp_path, env=ENV, capture_output=True,
+                       encoding="utf-8", timeout=TIMEOUT)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    header = next(line for line in r.stdout.splitlines() if "full/full/1L" in line)
+    assert len(header.split()) == 12, header
+    rows = {line.split()[0] for line in r.stdout.splitlines()[4:] if line[:1].isalpha() and "worst" not in line}
+    assert {"W_xi", "W_hf", "W_ci", "W_cc", "W_co", "b_o"} <= rows, rows
+    assert r.stdout.rstrip().endswith("(PASS)"), r.stdout[-200:]

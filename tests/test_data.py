@@ -241,3 +241,12 @@ def test_batches_reject_bad_batch_size():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="batch_size"):
             batches([1, 2], bad, np.random.default_rng(0))
+
+
+def test_vocab_unknown_lists_the_tokens_read_as_unk_once_each_in_order():
+    chars = Vocab.build(["abc"])
+    assert chars.unknown("xaxyb") == ["x", "y"]
+    assert chars.unknown("cab") == []
+    assert [chars.encode("xaxyb")[i] for i in (0, 2, 3)] == [UNK] * 3
+    words = Vocab.build(["the cat"], tokens="word", lower=True)
+    assert words.unknown("The dog, the CAT") == ["dog", ","]

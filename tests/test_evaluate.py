@@ -1,8 +1,12 @@
-"""Held-out metrics: BLEU/chrF agree with sacrebleu, multiple references, exact match and token accuracy."""
+"""Held-out metrics: BLEU/chrF agree with sacrebleu, multiple references, exact match and token accuracy;
+batched translation returns each source's own output, in input order."""
+import numpy as np
 import pytest
 import sacrebleu
 
-from lstm_np.evaluate import corpus_scores, group_references, token_matches
+from lstm_np.data import EOS, SPECIALS, Vocab, pad_batch
+from lstm_np.evaluate import corpus_scores, encode_source, evaluate, group_references, token_matches, translate_all
+from test_seq2seq import SRC_V, TGT_V, make_model
 
 HYPS = ["the cat sat on the mat .", "a dog barks", "il fait beau"]
 REFS = [["the cat sat on a mat .", "a cat sat on the mat ."], ["the dog barks"], ["il fait beau", "le temps est beau"]]
@@ -39,11 +43,6 @@ def test_token_matches_counts_positions_including_eos():
 
 
 def test_lower_cased_vocabulary_is_scored_against_lower_cased_references():
-    import numpy as np
-
-    from lstm_np.data import Vocab
-    from lstm_np.evaluate import evaluate
-
     vocab = Vocab.build(["Il fait beau ."], tokens="word", lower=True)
 
     class Echo:  # a stand-in model that always outputs "il fait beau ."
@@ -53,3 +52,35 @@ def test_lower_cased_vocabulary_is_scored_against_lower_cased_references():
     metrics, examples = evaluate(Echo(), vocab, vocab, [("x", "Il fait beau .")], max_len=10, with_bleu=True)
     assert metrics["exact_match"] == 1.0
     assert metrics["bleu"] == pytest.approx(100.0), "case must not cost BLEU when the model is trained lower-cased"
+
+
+def one_at_a_time(model, sources, max_len):
+    """Each source translated alone (a batch of one): what the batched, length-sorted path must reproduce."""
+    return [model.translate(pad_batch([s]), max_len=max_len)[0] for s in sources]
+
+
+def test_translate_all_returns_each_sources_output_in_input_order():
+    """A real (random, float64) model: translate_all sorts the sources by length into batches of 3, and must
+    put every output back at its source's place."""
+    model = make_model("diagonal", attention="luong", seed=8, size=8).eval()
+    rng = np.random.default_rng(1)
+    lengths = [5, 1, 3, 6, 2, 4, 1, 5]
+    sources = [rng.integers(4, SRC_V, size=n - 1).tolist() + [EOS] for n in lengths]
+    assert list(np.argsort(lengths, kind="stable")) != list(range(len(sources))), "the order must change"
+    expected = one_at_a_time(model, sources, max_len=6)
+    assert len({tuple(e) for e in expected}) >= 4, "the check needs outputs that tell the sources apart"
+    assert translate_all(model, sources, max_len=6, batch_size=3) == expected
+
+
+def test_evaluate_scores_each_source_with_its_own_translation():
+    model = make_model("diagonal", attention="luong", seed=8, size=8).eval()
+    src_vocab = Vocab(list(SPECIALS) + list("abc"))                  # 7 ids: the model's source vocabulary
+    tgt_vocab = Vocab(list(SPECIALS) + list("xy"))                   # 6 ids: its target vocabulary
+    assert (len(src_vocab), len(tgt_vocab)) == (SRC_V, TGT_V)
+    texts = ["abcab", "c", "ba", "cccc", "a", "bcb"]
+    outputs = one_at_a_time(model, [encode_source(src_vocab, t) for t in texts], max_len=4)
+    decoded = [tgt_vocab.decode(o) for o in outputs]
+    assert len(set(decoded)) >= 3, "the check needs outputs that tell the sources apart"
+    metrics, examples = evaluate(model, src_vocab, tgt_vocab, [(t, "xy") for t in texts], max_len=4)
+    assert [(src, text) for src, _, text in examples] == list(zip(texts, decoded))
+    assert metrics["examples"] == len(texts)

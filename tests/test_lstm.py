@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lstm_np as ln
+from lstm_np import gradcheck
 from lstm_np.gradcheck import CONFIGS, TOLERANCE, check_gradients, check_lstm
 from reference import reference_lstm
 
@@ -79,6 +80,36 @@ def test_lstm_grads_match_finite_differences(peephole, masked, layers, bidirecti
     assert expected <= set(errors), "every parameter, x, h0 and c0 must be checked"
 
 
+def break_w_co_gradient(monkeypatch):
+    """Make ∂L/∂W_co wrong and nothing else: accumulated with c_{t-1} where the output gate peeks at c_t (the
+    slip the equations invite). The inputs' gradients and every other weight's stay right."""
+    accumulate = ln.LSTMCell.accumulate_grads
+
+    def wrong(self, x, h_prev, c_prev, c, da):
+        accumulate(self, x, h_prev, c_prev, c_prev, da)
+
+    monkeypatch.setattr(ln.LSTMCell, "accumulate_grads", wrong)
+
+
+def test_gradcheck_reports_exactly_the_parameter_whose_gradient_is_wrong(monkeypatch):
+    """Negative control: the checker that passes every correct backward above must catch a wrong one, and
+    name it."""
+    break_w_co_gradient(monkeypatch)
+    errors = check_lstm("full", num_layers=1, bidirectional=False, masked=True, seed=3)
+    flagged = {name for name, err in errors.items() if not err <= TOLERANCE}
+    assert flagged == {"l0.fwd.W_co"}, {name: f"{err:.1e}" for name, err in errors.items()}
+    assert errors["l0.fwd.W_co"] > 1e-3, "a wrong gradient is far off, not borderline"
+
+
+def test_gradcheck_command_fails_on_a_wrong_gradient(monkeypatch, capsys):
+    break_w_co_gradient(monkeypatch)
+    monkeypatch.setattr(gradcheck, "CONFIGS", [("full", False, 1, False)])
+    assert gradcheck.main() == 1
+    out = capsys.readouterr().out
+    w_co = next(line for line in out.splitlines() if line.startswith("W_co"))
+    assert float(w_co.split()[1]) > 1e-3 and out.rstrip().endswith("(FAIL)"), out
+
+
 @pytest.mark.parametrize("peephole", VARIANTS)
 def test_single_cell_step_grads_match_finite_differences(peephole):
     rng = np.random.default_rng(7)
@@ -119,6 +150,49 @@ def test_dropout_between_layers_grads_match_finite_differences():
     arrays = {"x": x, **{n: v for n, v, _ in lstm.named_parameters()}}
     analytic = {"x": dx, **{n: g.copy() for n, _, g in lstm.named_parameters()}}
     assert_within_tolerance(check_gradients(loss, arrays, analytic))
+
+
+def watch_layer_inputs(lstm, monkeypatch):
+    """A list that every forward fills with (input, output) of each layer, in layer order (one direction)."""
+    seen, run_layer = [], lstm._forward_one
+
+    def watched(cell, x, h0, c0, mask):
+        y, states, cache = run_layer(cell, x, h0, c0, mask)
+        seen.append((x.copy(), y.copy()))
+        return y, states, cache
+
+    monkeypatch.setattr(lstm, "_forward_one", watched)
+    return seen
+
+
+def test_dropout_forward_drops_at_its_rate_scales_by_the_inverse_keep_rate_and_spares_layer_0(monkeypatch):
+    """Inverted dropout on the input of layers 1 and 2 (never on x): over 10,000 units per layer the dropped
+    fraction is p within 4 standard deviations (0.02), every kept unit is the layer below's output times
+    exactly 1/(1-p), each layer draws its own mask, and eval mode is the model without dropout."""
+    p, T, B, H = 0.3, 10, 20, 50
+    x = np.random.default_rng(0).normal(size=(T, B, H))
+    lstm = ln.LSTM(H, H, num_layers=3, dropout=p, dtype=np.float64, seed=4)
+    seen = watch_layer_inputs(lstm, monkeypatch)
+    lstm.forward(x)
+    assert len(seen) == 3
+    np.testing.assert_array_equal(seen[0][0], x, err_msg="layer 0 reads x untouched")
+    masks = []
+    for layer in (1, 2):
+        x_in, below = seen[layer][0], seen[layer - 1][1]
+        assert np.all(below != 0), "the check tells dropped units by their zeros"
+        kept = x_in != 0
+        masks.append(kept)
+        assert abs((1 - kept.mean()) - p) < 0.02, f"layer {layer}: dropped {1 - kept.mean():.4f}, rate {p}"
+        np.testing.assert_allclose(x_in[kept], below[kept] * (1 / (1 - p)), rtol=1e-15, atol=0,
+                                   err_msg=f"layer {layer}: kept units are not scaled by 1/(1-p)")
+    assert not np.array_equal(masks[0], masks[1]), "layers 1 and 2 drew the same mask"
+
+    seen.clear()
+    y_eval, _ = lstm.eval().forward(x)
+    for layer in (1, 2):
+        np.testing.assert_array_equal(seen[layer][0], seen[layer - 1][1], err_msg=f"eval mode: layer {layer}")
+    y_plain, _ = ln.LSTM(H, H, num_layers=3, dropout=0.0, dtype=np.float64, seed=4).forward(x)
+    np.testing.assert_array_equal(y_eval, y_plain, err_msg="eval mode differs from the model without dropout")
 
 
 def test_gradients_accumulate_until_zero_grad():
@@ -334,35 +408,37 @@ def test_bad_input_raises_naming_the_argument():
     lstm = ln.LSTM(3, 4, num_layers=2, bidirectional=True)
     x = np.zeros((5, 2, 3))
     cases = [
-        (ValueError, "x", lambda: lstm.forward(np.zeros((5, 3)))),
-        (ValueError, "x", lambda: lstm.forward(np.zeros((5, 2, 4)))),
-        (ValueError, "x", lambda: lstm.forward(np.full((5, 2, 3), np.nan))),
-        (ValueError, "x", lambda: lstm.forward(np.full((5, 2, 3), np.inf))),
-        (TypeError, "x", lambda: lstm.forward(np.array([[["a"] * 3] * 2] * 5))),
-        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([0, 5]))),
-        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([6, 5]))),
-        (ValueError, "lengths", lambda: lstm.forward(x, lengths=np.array([5, 5, 5]))),
-        (TypeError, "lengths", lambda: lstm.forward(x, lengths=np.array([5.0, 4.0]))),
-        (ValueError, "h0", lambda: lstm.forward(x, h0=np.zeros((2, 2, 4)))),
-        (ValueError, "c0", lambda: lstm.forward(x, c0=np.zeros((4, 2, 5)))),
-        (ValueError, "peephole", lambda: ln.LSTM(3, 4, peephole="fancy")),
-        (ValueError, "peephole", lambda: ln.LSTMCell(3, 4, peephole="Full")),
-        (ValueError, "hidden_size", lambda: ln.LSTM(3, 0)),
-        (ValueError, "hidden_size", lambda: ln.LSTMCell(3, -2)),
-        (ValueError, "input_size", lambda: ln.LSTM(0, 4)),
-        (ValueError, "num_layers", lambda: ln.LSTM(3, 4, num_layers=0)),
-        (ValueError, "dropout", lambda: ln.LSTM(3, 4, dropout=1.0)),
-        (TypeError, "dtype", lambda: ln.LSTM(3, 4, dtype=np.int32)),
-        (ValueError, "backward", lambda: ln.LSTM(3, 4).backward(np.zeros((5, 2, 4)))),
-        (ValueError, "backward", lambda: ln.LSTMCell(3, 4).backward(np.zeros((2, 4)), np.zeros((2, 4)))),
+        (ValueError, r"x must be a 3-D array", lambda: lstm.forward(np.zeros((5, 3)))),
+        (ValueError, r"x must have shape \(any, any, 3\)", lambda: lstm.forward(np.zeros((5, 2, 4)))),
+        (ValueError, "x contains NaN or Inf", lambda: lstm.forward(np.full((5, 2, 3), np.nan))),
+        (ValueError, "x contains NaN or Inf", lambda: lstm.forward(np.full((5, 2, 3), np.inf))),
+        (TypeError, "x must be a real numeric array", lambda: lstm.forward(np.array([[["a"] * 3] * 2] * 5))),
+        (ValueError, r"lengths must lie in \[1, 5\]", lambda: lstm.forward(x, lengths=np.array([0, 5]))),
+        (ValueError, r"lengths must lie in \[1, 5\]", lambda: lstm.forward(x, lengths=np.array([6, 5]))),
+        (ValueError, r"lengths must have shape \(2,\)", lambda: lstm.forward(x, lengths=np.array([5, 5, 5]))),
+        (TypeError, "lengths must be an integer array", lambda: lstm.forward(x, lengths=np.array([5.0, 4.0]))),
+        (ValueError, r"h0 must have shape \(4, 2, 4\)", lambda: lstm.forward(x, h0=np.zeros((2, 2, 4)))),
+        (ValueError, r"c0 must have shape \(4, 2, 4\)", lambda: lstm.forward(x, c0=np.zeros((4, 2, 5)))),
+        (ValueError, "peephole must be one of", lambda: ln.LSTM(3, 4, peephole="fancy")),
+        (ValueError, "peephole must be one of", lambda: ln.LSTMCell(3, 4, peephole="Full")),
+        (ValueError, "hidden_size must be a positive integer", lambda: ln.LSTM(3, 0)),
+        (ValueError, "hidden_size must be a positive integer", lambda: ln.LSTMCell(3, -2)),
+        (ValueError, "input_size must be a positive integer", lambda: ln.LSTM(0, 4)),
+        (ValueError, "num_layers must be a positive integer", lambda: ln.LSTM(3, 4, num_layers=0)),
+        (ValueError, r"dropout must be a number in \[0, 1\)", lambda: ln.LSTM(3, 4, dropout=1.0)),
+        (TypeError, "dtype must be np.float32 or np.float64", lambda: ln.LSTM(3, 4, dtype=np.int32)),
+        (ValueError, r"backward\(\) needs a completed forward\(\)",
+         lambda: ln.LSTM(3, 4).backward(np.zeros((5, 2, 4)))),
+        (ValueError, r"backward\(\) called before forward\(\)",
+         lambda: ln.LSTMCell(3, 4).backward(np.zeros((2, 4)), np.zeros((2, 4)))),
     ]
     for exc, name, call in cases:
         with pytest.raises(exc, match=name):
             call()
     lstm.forward(x)
-    with pytest.raises(ValueError, match="dy"):
+    with pytest.raises(ValueError, match=r"dy must have shape \(5, 2, 8\)"):
         lstm.backward(np.zeros((5, 2, 4)))
-    with pytest.raises(ValueError, match="dh_n"):
+    with pytest.raises(ValueError, match=r"dh_n must have shape \(4, 2, 4\)"):
         lstm.backward(np.zeros((5, 2, 8)), dh_n=np.zeros((4, 2, 3)))
 
 

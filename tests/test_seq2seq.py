@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from lstm_np.data import BOS, EOS, PAD
+from lstm_np.data import BOS, EOS, PAD, lengths_of, reverse_within_lengths
 from lstm_np.gradcheck import check_gradients
 from lstm_np.optim import Adam
-from lstm_np.seq2seq import Seq2Seq, lengths_of, reverse_within_lengths
+from lstm_np.seq2seq import Seq2Seq
 
 SRC_V, TGT_V = 7, 6
 # Padded batches with a different length in every row (a full row, short rows, a bare EOS target).
@@ -202,31 +202,38 @@ def test_named_parameters_are_unique_and_zero_grad_zeroes_them_all(attention):
 
 # ---------------------------------------------------------------------------------------------------
 # bad input raises an error that names the argument
+IDS = r"{} token ids must lie in \[0, "
+INTEGER = "{} must be an integer array of token ids"
+TWO_D = r"{} must be a non-empty 2-D array \(batch, length\)"
+RIGHT = "{} must be right-padded"
+
+
 def test_bad_token_arrays_raise_naming_the_argument():
     model = make_model(seed=1)
     good_src, good_tgt = SRC, TGT
     cases = [
-        (dict(src=np.array([[4, SRC_V, 2]]), tgt=good_tgt[:1]), ValueError, "src"),   # id == vocab size
-        (dict(src=np.array([[4, -1, 2]]), tgt=good_tgt[:1]), ValueError, "src"),
-        (dict(src=good_src, tgt=np.array([[4, TGT_V, 2]] * 3)), ValueError, "tgt"),
-        (dict(src=good_src, tgt=np.array([[4, -3, 2]] * 3)), ValueError, "tgt"),
-        (dict(src=good_src.astype(float), tgt=good_tgt), TypeError, "src"),
-        (dict(src=good_src, tgt=good_tgt.astype(np.float32)), TypeError, "tgt"),
-        (dict(src=good_src[0], tgt=good_tgt), ValueError, "src"),                    # 1-D
-        (dict(src=good_src, tgt=good_tgt[0]), ValueError, "tgt"),
-        (dict(src=np.zeros((3, 0), int), tgt=good_tgt), ValueError, "src"),
-        (dict(src=good_src[:2], tgt=good_tgt), ValueError, "batch size"),
-        (dict(src=np.array([[0, 4, 5, 2]] * 3), tgt=good_tgt), ValueError, "src"),  # left-padded
-        (dict(src=np.array([[4, 0, 5, 2]] * 3), tgt=good_tgt), ValueError, "src"),  # PAD in the middle
-        (dict(src=good_src, tgt=np.array([[4, 0, 2]] * 3)), ValueError, "tgt"),
-        (dict(src=good_src, tgt=np.array([[4, 2], [0, 0], [5, 2]])), ValueError, "tgt"),  # all-PAD row
+        (dict(src=np.array([[4, SRC_V, 2]]), tgt=good_tgt[:1]), ValueError, IDS.format("src")),  # id == vocab size
+        (dict(src=np.array([[4, -1, 2]]), tgt=good_tgt[:1]), ValueError, IDS.format("src")),
+        (dict(src=good_src, tgt=np.array([[4, TGT_V, 2]] * 3)), ValueError, IDS.format("tgt")),
+        (dict(src=good_src, tgt=np.array([[4, -3, 2]] * 3)), ValueError, IDS.format("tgt")),
+        (dict(src=good_src.astype(float), tgt=good_tgt), TypeError, INTEGER.format("src")),
+        (dict(src=good_src, tgt=good_tgt.astype(np.float32)), TypeError, INTEGER.format("tgt")),
+        (dict(src=good_src[0], tgt=good_tgt), ValueError, TWO_D.format("src")),             # 1-D
+        (dict(src=good_src, tgt=good_tgt[0]), ValueError, TWO_D.format("tgt")),
+        (dict(src=np.zeros((3, 0), int), tgt=good_tgt), ValueError, TWO_D.format("src")),
+        (dict(src=good_src[:2], tgt=good_tgt), ValueError, "src and tgt must have the same batch size"),
+        (dict(src=np.array([[0, 4, 5, 2]] * 3), tgt=good_tgt), ValueError, RIGHT.format("src")),  # left-padded
+        (dict(src=np.array([[4, 0, 5, 2]] * 3), tgt=good_tgt), ValueError, RIGHT.format("src")),  # PAD in the middle
+        (dict(src=good_src, tgt=np.array([[4, 0, 2]] * 3)), ValueError, RIGHT.format("tgt")),
+        (dict(src=good_src, tgt=np.array([[4, 2], [0, 0], [5, 2]])), ValueError, "tgt has a row with no real token"),
     ]
     for kwargs, exc, name in cases:
         with pytest.raises(exc, match=name):
             model.loss(**kwargs)
-    for bad_src, exc in [(np.array([[4, 9, 2]]), ValueError), (np.array([[4.0, 2.0]]), TypeError),
-                         (np.array([4, 2]), ValueError), (np.array([[4, 0, 2]]), ValueError)]:
-        with pytest.raises(exc, match="src"):
+    translate_cases = [(np.array([[4, 9, 2]]), ValueError, IDS), (np.array([[4.0, 2.0]]), TypeError, INTEGER),
+                       (np.array([4, 2]), ValueError, TWO_D), (np.array([[4, 0, 2]]), ValueError, RIGHT)]
+    for bad_src, exc, message in translate_cases:
+        with pytest.raises(exc, match=message.format("src")):
             model.translate(bad_src)
 
 
@@ -253,6 +260,19 @@ def test_backward_without_a_fresh_loss_raises():
     model.backward()
     with pytest.raises(ValueError, match="loss"):
         model.backward()                                  # the same loss twice
+
+
+@pytest.mark.parametrize("bad", [dict(src=np.array([[4, SRC_V, 2]] * 3)), dict(tgt=TGT.astype(float))],
+                         ids=["src-id-out-of-range", "float-tgt"])
+def test_backward_after_a_failed_loss_is_an_error_not_the_previous_gradients(bad):
+    model = make_model(seed=1)
+    model.loss(SRC, TGT)
+    with pytest.raises((ValueError, TypeError)):
+        model.loss(**dict(dict(src=SRC, tgt=TGT), **bad))   # validation fails: this loss did not happen
+    model.zero_grad()
+    with pytest.raises(ValueError, match=r"backward\(\) needs .*loss\(\)"):
+        model.backward()                                     # must not differentiate the previous loss instead
+    assert not any(np.any(g) for _, _, g in model.named_parameters()), "gradients were accumulated"
 
 
 @pytest.mark.parametrize("kwargs,name", [
