@@ -4,7 +4,7 @@ Every gate equation is written out in code, every gradient derived by hand and c
 differences (see docs/design.md §1 and `python -m lstm_np.gradcheck`).
 """
 from .attention import Attention
-from .cell import LSTMCell
+from .cell import LSTMCell, peephole_lr_scale
 from .data import BOS, EOS, PAD, UNK, Vocab
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
@@ -14,4 +14,5 @@ from .seq2seq import Seq2Seq
 
 __version__ = "0.1.0"
 __all__ = ["LSTMCell", "LSTM", "Seq2Seq", "Attention", "Embedding", "Linear", "masked_cross_entropy",
-           "Adam", "AdamW", "SGD", "WarmupDecay", "clip_grad_norm", "Vocab", "PAD", "BOS", "EOS", "UNK"]
+           "Adam", "AdamW", "SGD", "WarmupDecay", "clip_grad_norm", "peephole_lr_scale", "Vocab", "PAD", "BOS",
+           "EOS", "UNK"]
