@@ -147,6 +147,8 @@ def build_parser():
     tr.add_argument("--max-len", type=positive_int, default=None,
                     help="longest output [the training data's limit, or 2 x the source length + 10 if longer]")
     tr.add_argument("--plot-attention", metavar="PNG", help="save a heatmap of the attention weights (matplotlib)")
+    tr.add_argument("--with-source", action="store_true",
+                    help="print 'source<TAB>translation' lines (the TSV format of --train) instead of translations")
     add_threads_flag(tr)
     tr.add_argument("text", nargs="*", help="source texts [one per line on standard input]")
 
@@ -277,7 +279,7 @@ def remove_run(folder):
 
 
 def cmd_translate(args):
-    from .evaluate import encode_source
+    from .evaluate import encode_source, translate_all
     from .train import load_model
     model, src_vocab, tgt_vocab, _ = load_model(args.checkpoint, which="best")
     if args.plot_attention and model.attention is None:
@@ -292,11 +294,14 @@ def cmd_translate(args):
     from .data import pad_batch
     for n, text in enumerate(texts, start=1):
         warn_unknown(n, text, src_vocab)
-    src = pad_batch([encode_source(src_vocab, t) for t in texts])
-    out = model.translate(src, max_len=max_len, beam_size=args.beam_size, return_attention=bool(args.plot_attention))
-    outputs, attn = out if args.plot_attention else (out, None)
-    for ids in outputs:
-        print(tgt_vocab.decode(ids))
+    sources = [encode_source(src_vocab, t) for t in texts]
+    if args.plot_attention:
+        outputs, attn = model.translate(pad_batch(sources), max_len=max_len, beam_size=args.beam_size,
+                                        return_attention=True)
+    else:   # in batches of similar length, in input order
+        outputs, attn = translate_all(model, sources, max_len, args.beam_size), None
+    for text, ids in zip(texts, outputs):
+        print(f"{text}\t{tgt_vocab.decode(ids)}" if args.with_source else tgt_vocab.decode(ids))
     if attn is not None:
         from .plot import plot_attention
         plot_attention(args.plot_attention, texts, outputs, attn, src_vocab, tgt_vocab)

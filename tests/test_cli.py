@@ -127,6 +127,15 @@ def test_translate_prints_one_line_per_source_argument(runs):
     assert len(r.stdout.splitlines()) == 3, r.stdout
 
 
+def test_translate_with_source_prints_tsv_lines_in_input_order(runs):
+    sources = ["edcba", "a", "abc", "de", "a"]              # lengths out of order: batched by length inside
+    plain = ok(cli(["translate", "--checkpoint", "plain", *sources], runs)).stdout.splitlines()
+    alone = [ok(cli(["translate", "--checkpoint", "plain", s], runs)).stdout.rstrip("\n") for s in sources[:3]]
+    tsv = ok(cli(["translate", "--checkpoint", "plain", "--with-source", *sources], runs)).stdout.splitlines()
+    assert plain[:3] == alone, "each output at its own source's place"
+    assert tsv == [f"{s}\t{t}" for s, t in zip(sources, plain)]
+
+
 def test_translate_reads_sources_from_stdin_one_per_line(runs):
     r = ok(cli(["translate", "--checkpoint", "plain"], runs, stdin="abc\nba\r\nedcba\n"))
     assert len(r.stdout.splitlines()) == 3, r.stdout
