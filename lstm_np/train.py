@@ -411,8 +411,10 @@ class Trainer:
         """Validate, add the point to the learning curve (with the mean training loss since the previous
         point), keep the best weights, refit the decay, checkpoint."""
         cfg, s = self.cfg, self.state
+        started = time.perf_counter()
         with self.numerics("validation", s["step"]):
             m = self.validate()
+        took = time.perf_counter() - started
         loss_sum, n = s["loss_window"]
         s["history"].append({"step": s["step"], "seconds": round(base_seconds + time.perf_counter() - run_start, 3),
                              "exact_match": m["exact_match"], "token_accuracy": m["token_accuracy"],
@@ -424,7 +426,7 @@ class Trainer:
             s["best_valid"], s["best_step"] = score, s["step"]
             self.best_weights = self._weights()
         self.log(f"valid @ step {s['step']} | exact match {m['exact_match']:.4f} | token accuracy "
-                 f"{m['token_accuracy']:.4f}" + (" | best" if improved else ""))
+                 f"{m['token_accuracy']:.4f} | {took:.1f} s" + (" | best" if improved else ""))
         if cfg.max_seconds is not None and cfg.decay_steps is None:
             elapsed = time.perf_counter() - run_start          # fit the decay to what the budget allows
             rate = (s["step"] - run_start_step) / max(elapsed, 1e-9)
