@@ -1,24 +1,159 @@
-"""The helper modules the notebooks import (notebooks/show_code.py, diagrams.py, exercises.py) do what the
-notebooks say."""
+"""The notebooks: each runs top to bottom on a fresh kernel and still shows, page for page, what it saved
+(the comparison's rules are in tests/notebook_pages.py: numbers masked, figures counted, standard error
+ignored); they cite only files the repository has; and the helper modules they import (notebooks/show_code.py,
+diagrams.py, exercises.py) do what the notebooks say.
+
+`make notebooks` re-executes them in place when a change to the code changes what they print.
+"""
+import glob
 import os
 import re
 import sys
 
 import matplotlib
 import numpy as np
+import nbformat
 import pytest
 
 import lstm_np as ln
+import notebook_pages
 from lstm_np.gradcheck import check_lstm
 
 matplotlib.use("Agg")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
+NOTEBOOKS = sorted(glob.glob(os.path.join(NOTEBOOK_DIR, "*.ipynb")))
 sys.path.insert(0, NOTEBOOK_DIR)
 
 import diagrams  # noqa: E402  (the notebooks' helpers live beside them)
 import exercises  # noqa: E402
 from show_code import code_lines  # noqa: E402
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+def test_notebook_runs_and_shows_what_the_code_prints_today(path):
+    saved = nbformat.read(path, as_version=4)
+    fresh = notebook_pages.execute(path)           # raises, with the traceback, if a cell fails
+    stale = notebook_pages.stale_cells(saved, fresh)
+    assert not stale, (f"{os.path.basename(path)}: the saved outputs differ from a fresh run (re-execute with "
+                       "`make notebooks` and commit them):\n\n" + "\n\n".join(stale))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the comparison itself
+def notebook(*cells):
+    """A notebook of code cells, each given as (outputs, tags)."""
+    nb = nbformat.v4.new_notebook()
+    for outputs, tags in cells:
+        cell = nbformat.v4.new_code_cell("pass")
+        cell.outputs = outputs
+        cell.metadata["tags"] = list(tags)
+        nb.cells.append(cell)
+    return nb
+
+
+def stdout(text):
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+
+FIGURE = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
+
+
+def test_a_changed_number_is_not_a_stale_page_but_a_changed_word_is():
+    saved = notebook(([stdout("loss 1.5468 | exact match 0.780\n")], ()))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("loss   1.4e-3 | exact match 0.8\n")], ()))) == []
+    stale = notebook_pages.stale_cells(saved, notebook(([stdout("loss 1.5468 | exact match 0.780 | BLEU 3\n")], ())))
+    assert len(stale) == 1 and "cell 0" in stale[0] and "BLEU" in stale[0]
+
+
+def test_printed_code_that_changed_makes_the_page_stale():
+    saved = notebook(([stdout("lstm_np/cell.py:196 np.matmul(hc_prev, W_rec, out=work)\n")], ()))
+    fresh = notebook(([stdout("lstm_np/cell.py:204 np.matmul(h_prev, W[\"W_h\"], out=work)\n")], ()))
+    assert notebook_pages.stale_cells(saved, fresh)
+
+
+def test_output_split_differently_between_runs_is_the_same_page():
+    saved = notebook(([stdout("step 200\n"), stdout("step 400\n")], ()))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("step 200\nstep 400\n")], ()))) == []
+
+
+def test_a_figure_that_disappears_makes_the_page_stale_but_its_pixels_do_not():
+    other_pixels = nbformat.v4.new_output("display_data", data={"image/png": "AAAA", "text/plain": "<Figure>"})
+    saved = notebook(([stdout("a\n"), FIGURE], ()))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("a\n"), other_pixels], ()))) == []
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("a\n")], ())))
+
+
+def test_standard_error_is_not_part_of_the_page():
+    warning = nbformat.v4.new_output("stream", name="stderr", text="Matplotlib is building the font cache\n")
+    assert notebook_pages.stale_cells(notebook(([stdout("a\n")], ())), notebook(([warning, stdout("a\n")], ()))) == []
+
+
+def test_a_text_varies_cell_is_compared_by_its_kinds_of_output_only():
+    saved = notebook(([stdout("| `abc` | `cba` | ✓ |\n")], ("text-varies",)))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("| `abc` | `cbb` | ✗ |\n")], ("text-varies",)))) == []
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("x\n"), FIGURE], ("text-varies",))))
+
+
+def test_a_needs_torch_cell_is_compared_only_where_torch_is_installed():
+    saved = notebook(([stdout("max |lstm_np - torch| y 3.5e-17\n")], ("needs-torch",)))
+    fresh = notebook(([stdout("torch is not installed: the comparison with torch.nn.LSTM is skipped\n")], ("needs-torch",)))
+    assert notebook_pages.stale_cells(saved, fresh, torch_installed=False) == []
+    assert notebook_pages.stale_cells(saved, fresh, torch_installed=True)
+
+
+def test_a_cell_added_without_re_executing_makes_the_notebook_stale():
+    saved = notebook(([stdout("a\n")], ()))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("a\n")], ()), ([stdout("b\n")], ())))
+
+
+def test_make_notebooks_rewrites_a_notebook_in_place_and_leaves_a_failing_one_untouched(tmp_path):
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    for path, source in [(good, "print(6 * 7)"), (bad, "raise ValueError('broken')")]:
+        nb = nbformat.v4.new_notebook()
+        nb.cells.append(nbformat.v4.new_code_cell(source))
+        nbformat.write(nb, str(path))
+    notebook_pages.main([str(good)])
+    assert nbformat.read(str(good), as_version=4).cells[0].outputs[0]["text"] == "42\n"
+    before = bad.read_bytes()
+    with pytest.raises(Exception, match="broken"):
+        notebook_pages.main([str(bad)])
+    assert bad.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what the notebooks hold
+def saved_notebooks():
+    return {os.path.basename(p): nbformat.read(p, as_version=4) for p in NOTEBOOKS}
+
+
+def test_no_notebook_cites_a_file_missing_from_the_repository():
+    link = re.compile(r"\]\(([^)#\s]+)")                     # markdown links, relative to notebooks/
+    path = re.compile(r"\b(?:lstm_np|docs|notebooks|tests|benchmarks|data)/[\w/-]+\.(?:py|md|ipynb|tsv|png|json)\b")
+    missing = []
+    for name, nb in saved_notebooks().items():
+        for cell in nb.cells:
+            links = link.findall(cell.source) if cell.cell_type == "markdown" else []
+            targets = [os.path.join(NOTEBOOK_DIR, target) for target in links if not target.startswith("http")]
+            targets += [os.path.join(ROOT, p) for p in path.findall(cell.source)]
+            missing += [f"{name}: {os.path.relpath(t, ROOT)}" for t in targets if not os.path.exists(os.path.normpath(t))]
+    assert not missing, f"cited files that do not exist: {missing}"
+    assert not any(re.search(r"DESIGN\.md|STYLE\.md", cell.source) for nb in saved_notebooks().values()
+                   for cell in nb.cells), "a notebook cites DESIGN.md or STYLE.md (the repository has docs/design.md)"
+
+
+def test_the_notebooks_hold_ten_figures_and_three_exercises_with_verified_solutions():
+    figures, exercises_found = 0, []
+    for name, nb in saved_notebooks().items():
+        figures += sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+        headings = [m for cell in nb.cells if cell.cell_type == "markdown"
+                    for m in re.findall(r"^#+ (Exercise \d+)", cell.source, flags=re.M)]
+        solutions = [cell.source for cell in nb.cells if cell.cell_type == "code"
+                     and re.search(r"assert exercises\.check_\w+\(.*\) is True", cell.source)]
+        assert len(solutions) >= len(set(headings)), f"{name}: an exercise without a solution the notebook asserts"
+        exercises_found += headings
+    assert figures >= 10, f"{figures} figures across the notebooks"
+    assert len(set(exercises_found)) >= 3, exercises_found
 
 
 # ---------------------------------------------------------------------------------------------------------
