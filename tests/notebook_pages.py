@@ -14,6 +14,9 @@ fresh)` lists the cells whose saved page differs from a fresh run's. The rules o
 - numbers are masked: every number (sign, digits, decimal point, exponent) reads "#", and runs of spaces
   read as one. A page is stale when its words change (code that no longer exists, a claim printed by a
   check, a table's rows), not when a loss moves in its fourth digit or a BLAS build rounds differently;
+- a cell tagged "exact" (its text holds no measured number: printed code with its line numbers, the
+  command line's defaults) is compared with its numbers, so that a line number or a default that changed
+  makes its page stale too;
 - a cell tagged "text-varies" (its text names which outputs a trained model got right, which another
   machine's rounding can change) is compared by its outputs' kinds only;
 - a cell tagged "needs-torch" is compared only where torch is installed (without it, it says it skipped).
@@ -40,9 +43,10 @@ def execute(path):
     return nb
 
 
-def mask(text):
-    """`text` with every number replaced by "#" and every run of spaces or tabs by one space, line by line."""
-    lines = (re.sub(r"[ \t]+", " ", NUMBER.sub("#", line)).strip() for line in text.splitlines())
+def mask(text, numbers=True):
+    """`text` with every number replaced by "#" (unless `numbers` is False) and every run of spaces or tabs by
+    one space, line by line."""
+    lines = (re.sub(r"[ \t]+", " ", NUMBER.sub("#", line) if numbers else line).strip() for line in text.splitlines())
     return "\n".join(line for line in lines if line)
 
 
@@ -73,8 +77,12 @@ def cell_page(cell):
 
 def page(nb):
     """[(cell index, tags, [(kind, masked text), ...]), ...] for every code cell of notebook `nb`."""
-    return [(i, set(cell.get("metadata", {}).get("tags", [])), [(k, mask(t)) for k, t in cell_page(cell)])
-            for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    pages = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            tags = set(cell.get("metadata", {}).get("tags", []))
+            pages.append((i, tags, [(k, mask(t, numbers="exact" not in tags)) for k, t in cell_page(cell)]))
+    return pages
 
 
 def stale_cells(saved, fresh, torch_installed=None):

@@ -72,6 +72,14 @@ def test_printed_code_that_changed_makes_the_page_stale():
     assert notebook_pages.stale_cells(saved, fresh)
 
 
+def test_in_an_exact_cell_a_changed_line_number_makes_the_page_stale():
+    saved = notebook(([stdout("lstm_np/cell.py:218  np.multiply(f, c_prev, out=c)\n")], ("exact",)))
+    fresh = notebook(([stdout("lstm_np/cell.py:219  np.multiply(f, c_prev, out=c)\n")], ("exact",)))
+    assert notebook_pages.stale_cells(saved, fresh)
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("lstm_np/cell.py:218 np.multiply(f, c_prev, out=c)\n")],
+                                                       ("exact",)))) == []     # spacing aside
+
+
 def test_output_split_differently_between_runs_is_the_same_page():
     saved = notebook(([stdout("step 200\n"), stdout("step 400\n")], ()))
     assert notebook_pages.stale_cells(saved, notebook(([stdout("step 200\nstep 400\n")], ()))) == []
