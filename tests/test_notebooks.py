@@ -1,6 +1,6 @@
 """The notebooks: each runs top to bottom on a fresh kernel and still shows, page for page, what it saved
-(the comparison's rules are in tests/notebook_pages.py: numbers masked, figures counted, standard error
-ignored); they cite only files the repository has; and the helper modules they import (notebooks/show_code.py,
+(the comparison's rules are in tests/notebook_pages.py: measured numbers masked, figures counted, standard
+error ignored); they cite only files the repository has; and the helper modules they import (notebooks/show_code.py,
 diagrams.py, exercises.py) do what the notebooks say.
 
 `make notebooks` re-executes them in place when a change to the code changes what they print.
