@@ -1,0 +1,302 @@
+"""The notebooks: each runs top to bottom on a fresh kernel and still shows, page for page, what it saved
+(the comparison's rules are in tests/notebook_pages.py: measured numbers masked, figures counted, standard
+error ignored); they cite only files the repository has; and the helper modules they import (notebooks/show_code.py,
+diagrams.py, exercises.py) do what the notebooks say.
+
+`make notebooks` re-executes them in place when a change to the code changes what they print.
+"""
+import glob
+import os
+import re
+import sys
+
+import matplotlib
+import numpy as np
+import nbformat
+import pytest
+
+import lstm_np as ln
+import notebook_pages
+from lstm_np.gradcheck import check_lstm
+
+matplotlib.use("Agg")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
+NOTEBOOKS = sorted(glob.glob(os.path.join(NOTEBOOK_DIR, "*.ipynb")))
+sys.path.insert(0, NOTEBOOK_DIR)
+
+import diagrams  # noqa: E402  (the notebooks' helpers live beside them)
+import exercises  # noqa: E402
+from show_code import code_lines  # noqa: E402
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+def test_notebook_runs_and_shows_what_the_code_prints_today(path):
+    saved = nbformat.read(path, as_version=4)
+    fresh = notebook_pages.execute(path)           # raises, with the traceback, if a cell fails
+    stale = notebook_pages.stale_cells(saved, fresh)
+    assert not stale, (f"{os.path.basename(path)}: the saved outputs differ from a fresh run (re-execute with "
+                       "`make notebooks` and commit them):\n\n" + "\n\n".join(stale))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the comparison itself
+def notebook(*cells):
+    """A notebook of code cells, each given as (outputs, tags)."""
+    nb = nbformat.v4.new_notebook()
+    for outputs, tags in cells:
+        cell = nbformat.v4.new_code_cell("pass")
+        cell.outputs = outputs
+        cell.metadata["tags"] = list(tags)
+        nb.cells.append(cell)
+    return nb
+
+
+def stdout(text):
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+
+FIGURE = nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"})
+
+
+def test_a_changed_number_is_not_a_stale_page_but_a_changed_word_is():
+    saved = notebook(([stdout("loss 1.5468 | exact match 0.780\n")], ()))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("loss   1.4e-3 | exact match 0.8\n")], ()))) == []
+    stale = notebook_pages.stale_cells(saved, notebook(([stdout("loss 1.5468 | exact match 0.780 | BLEU 3\n")], ())))
+    assert len(stale) == 1 and "cell 0" in stale[0] and "BLEU" in stale[0]
+
+
+def test_printed_code_that_changed_makes_the_page_stale():
+    saved = notebook(([stdout("lstm_np/cell.py:196 np.matmul(hc_prev, W_rec, out=work)\n")], ()))
+    fresh = notebook(([stdout("lstm_np/cell.py:204 np.matmul(h_prev, W[\"W_h\"], out=work)\n")], ()))
+    assert notebook_pages.stale_cells(saved, fresh)
+
+
+def test_in_an_exact_cell_a_changed_line_number_makes_the_page_stale():
+    saved = notebook(([stdout("lstm_np/cell.py:218  np.multiply(f, c_prev, out=c)\n")], ("exact",)))
+    fresh = notebook(([stdout("lstm_np/cell.py:219  np.multiply(f, c_prev, out=c)\n")], ("exact",)))
+    assert notebook_pages.stale_cells(saved, fresh)
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("lstm_np/cell.py:218 np.multiply(f, c_prev, out=c)\n")],
+                                                       ("exact",)))) == []     # spacing aside
+
+
+def test_output_split_differently_between_runs_is_the_same_page():
+    saved = notebook(([stdout("step 200\n"), stdout("step 400\n")], ()))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("step 200\nstep 400\n")], ()))) == []
+
+
+def test_a_figure_that_disappears_makes_the_page_stale_but_its_pixels_do_not():
+    other_pixels = nbformat.v4.new_output("display_data", data={"image/png": "AAAA", "text/plain": "<Figure>"})
+    saved = notebook(([stdout("a\n"), FIGURE], ()))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("a\n"), other_pixels], ()))) == []
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("a\n")], ())))
+
+
+def test_standard_error_is_not_part_of_the_page():
+    warning = nbformat.v4.new_output("stream", name="stderr", text="Matplotlib is building the font cache\n")
+    assert notebook_pages.stale_cells(notebook(([stdout("a\n")], ())), notebook(([warning, stdout("a\n")], ()))) == []
+
+
+def test_a_text_varies_cell_is_compared_by_its_kinds_of_output_only():
+    saved = notebook(([stdout("| `abc` | `cba` | ✓ |\n")], ("text-varies",)))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("| `abc` | `cbb` | ✗ |\n")], ("text-varies",)))) == []
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("x\n"), FIGURE], ("text-varies",))))
+
+
+def test_a_needs_torch_cell_is_compared_only_where_torch_is_installed():
+    saved = notebook(([stdout("max |lstm_np - torch| y 3.5e-17\n")], ("needs-torch",)))
+    fresh = notebook(([stdout("torch is not installed: the comparison with torch.nn.LSTM is skipped\n")], ("needs-torch",)))
+    assert notebook_pages.stale_cells(saved, fresh, torch_installed=False) == []
+    assert notebook_pages.stale_cells(saved, fresh, torch_installed=True)
+
+
+def test_a_cell_added_without_re_executing_makes_the_notebook_stale():
+    saved = notebook(([stdout("a\n")], ()))
+    assert notebook_pages.stale_cells(saved, notebook(([stdout("a\n")], ()), ([stdout("b\n")], ())))
+
+
+def test_make_notebooks_rewrites_a_notebook_in_place_and_leaves_a_failing_one_untouched(tmp_path):
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    for path, source in [(good, "print(6 * 7)"), (bad, "raise ValueError('broken')")]:
+        nb = nbformat.v4.new_notebook()
+        nb.cells.append(nbformat.v4.new_code_cell(source))
+        nbformat.write(nb, str(path))
+    notebook_pages.main([str(good)])
+    assert nbformat.read(str(good), as_version=4).cells[0].outputs[0]["text"] == "42\n"
+    before = bad.read_bytes()
+    with pytest.raises(Exception, match="broken"):
+        notebook_pages.main([str(bad)])
+    assert bad.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what the notebooks hold
+def saved_notebooks():
+    return {os.path.basename(p): nbformat.read(p, as_version=4) for p in NOTEBOOKS}
+
+
+def test_no_notebook_cites_a_file_missing_from_the_repository():
+    link = re.compile(r"\]\(([^)#\s]+)")                     # markdown links, relative to notebooks/
+    path = re.compile(r"\b(?:lstm_np|docs|notebooks|tests|benchmarks|data)/[\w/-]+\.(?:py|md|ipynb|tsv|png|json)\b")
+    missing = []
+    for name, nb in saved_notebooks().items():
+        for cell in nb.cells:
+            links = link.findall(cell.source) if cell.cell_type == "markdown" else []
+            targets = [os.path.join(NOTEBOOK_DIR, target) for target in links if not target.startswith("http")]
+            targets += [os.path.join(ROOT, p) for p in path.findall(cell.source)]
+            missing += [f"{name}: {os.path.relpath(t, ROOT)}" for t in targets if not os.path.exists(os.path.normpath(t))]
+    assert not missing, f"cited files that do not exist: {missing}"
+    assert not any(re.search(r"DESIGN\.md|STYLE\.md", cell.source) for nb in saved_notebooks().values()
+                   for cell in nb.cells), "a notebook cites DESIGN.md or STYLE.md (the repository has docs/design.md)"
+
+
+def test_the_notebooks_hold_ten_figures_and_three_exercises_with_verified_solutions():
+    figures, exercises_found = 0, []
+    for name, nb in saved_notebooks().items():
+        figures += sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+        headings = [m for cell in nb.cells if cell.cell_type == "markdown"
+                    for m in re.findall(r"^#+ (Exercise \d+)", cell.source, flags=re.M)]
+        solutions = [cell.source for cell in nb.cells if cell.cell_type == "code"
+                     and re.search(r"assert exercises\.check_\w+\(.*\) is True", cell.source)]
+        assert len(solutions) >= len(set(headings)), f"{name}: an exercise without a solution the notebook asserts"
+        exercises_found += headings
+    assert figures >= 10, f"{figures} figures across the notebooks"
+    assert len(set(exercises_found)) >= 3, exercises_found
+
+
+# ---------------------------------------------------------------------------------------------------------
+# notebooks/show_code.py
+def test_code_lines_prints_the_lines_between_two_patterns_with_their_file_and_number(capsys):
+    code_lines(ln.LSTMCell.step_forward, r"# c_t = f_t ⊙ c_\{t-1\}", r"\.\.\. \+ i_t ⊙ c~_t")
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3
+    source = open(os.path.join(ROOT, "lstm_np", "cell.py"), encoding="utf-8").read().splitlines()
+    for line in printed:
+        path, number, text = re.match(r"(\S+):(\d+)\s+(.*)", line).groups()
+        assert path == "lstm_np/cell.py" and source[int(number) - 1].strip() == text.strip()
+    assert "c_t = f_t" in printed[0] and "+ i_t ⊙ c~_t" in printed[-1]
+
+
+def test_code_lines_without_patterns_prints_the_whole_function(capsys):
+    code_lines(ln.LSTMCell.zero_grad)
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split(None, 1)[1].startswith("def zero_grad(self):") and "fill(0)" in printed
+
+
+def test_code_lines_names_code_that_no_longer_exists():
+    with pytest.raises(LookupError, match="hc_prev"):
+        code_lines(ln.LSTMCell.step_forward, r"hc_prev")
+    with pytest.raises(LookupError, match="no such line"):
+        code_lines(ln.LSTMCell.step_forward, r"c_t = f_t", r"no such line")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# notebooks/diagrams.py
+@pytest.mark.parametrize("peephole", ["full", "diagonal", "none"])
+def test_the_cell_diagram_is_the_documented_equations(peephole):
+    """Walking the drawn graph computes what LSTMCell.forward computes, with every weight drawn once."""
+    rng = np.random.default_rng(0)
+    cell = ln.LSTMCell(3, 4, peephole=peephole, dtype=np.float64, seed=0)
+    for _, value, _ in cell.named_parameters():
+        value[...] = rng.normal(0, 0.5, size=value.shape)
+    x, h_prev, c_prev = rng.normal(size=(5, 3)), rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    graph = diagrams.cell_graph(peephole)
+    h, c = diagrams.evaluate_cell(graph, cell.equation_params(), x, h_prev, c_prev)
+    h_lib, c_lib = cell.forward(x, h_prev, c_prev)
+    assert np.allclose(h, h_lib, rtol=0, atol=1e-14) and np.allclose(c, c_lib, rtol=0, atol=1e-14)
+    weights = sorted(e.weight for e in graph[1] if e.weight)
+    assert weights == sorted(k for k in cell.equation_params() if k.startswith("W_"))
+    assert all(e.back for e in graph[1]), "every edge says what the gradient picks up along it"
+
+
+def test_the_diagram_has_the_output_gate_read_the_new_cell_state():
+    nodes, edges = diagrams.cell_graph("full")
+    sources = {e.weight: e.src for e in edges if e.weight}
+    assert sources["W_co"] == "c" and {sources[w] for w in ("W_ci", "W_cf", "W_cc")} == {"c_prev"}
+    assert [e.src for e in edges if e.dst == "c"] == ["fc", "ig"]   # c_t = f_t ⊙ c_{t-1} + i_t ⊙ c~_t
+
+
+def test_a_diagram_that_misdraws_a_connection_fails_the_check():
+    nodes, edges = diagrams.cell_graph("full")
+    moved = [diagrams.Edge("c_prev", "o", "W_co", kind="c") if e.weight == "W_co" else e for e in edges]
+    cell = ln.LSTMCell(2, 3, peephole="full", dtype=np.float64, seed=1)
+    rng = np.random.default_rng(1)
+    x, h_prev, c_prev = rng.normal(size=(2, 2)), rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    h, _ = diagrams.evaluate_cell((nodes, moved), cell.equation_params(), x, h_prev, c_prev)
+    assert not np.allclose(h, cell.forward(x, h_prev, c_prev)[0], atol=1e-6)
+
+
+def test_the_diagrams_draw():
+    import matplotlib.pyplot as plt
+    for backward in (False, True):
+        fig = diagrams.cell_figure("full", backward=backward)
+        texts = [t.get_text() for t in fig.axes[0].texts]
+        assert any("W_{co}" in t for t in texts) and any("W_{cc}" in t for t in texts)
+        plt.close(fig)
+    fig, ax = plt.subplots()
+    alpha = np.full((4, 4), 0.25)                   # "abc" -> "cba": 3 tokens and <eos> each way
+    diagrams.draw_seq2seq(ax, "abc", "cba", alpha, step=1)
+    texts = [t.get_text() for t in ax.texts]
+    assert {"a", "b", "c", "<eos>", "<bos>"} <= set(texts) and texts.count("0.25") == 4
+    with pytest.raises(ValueError, match="alpha must have one row per output token"):
+        diagrams.draw_seq2seq(ax, "abc", "cba", alpha[:3], step=1)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# notebooks/exercises.py: the checking cells say "not answered", "not right yet" or "right"
+def test_the_forget_bias_checker_tells_right_from_wrong(capsys):
+    measured = {0.0: 0.505, 1.0: 0.730, 3.0: 0.954}
+    assert exercises.check_forget_bias_prediction(lambda b_f: ..., measured) is None
+    assert "not answered" in capsys.readouterr().out
+    assert exercises.check_forget_bias_prediction(lambda b_f: measured[b_f] * 1.01, measured) is True
+    assert exercises.check_forget_bias_prediction(lambda b_f: 0.73, measured) is False
+    assert "not right yet" in capsys.readouterr().out
+
+
+def library_diagonal_backward(P, x, h_prev, c_prev, g_h, g_c):
+    """A right answer to Exercise 2 from the library's own backward, not from the notebook's solution."""
+    cell = ln.LSTMCell(len(x), len(h_prev), peephole="diagonal", dtype=np.float64)
+    for name, value in cell.equation_params().items():
+        value[...] = P[name]
+    cell.forward(x[None], h_prev[None], c_prev[None])
+    _, _, dc_prev = cell.backward(g_h[None], g_c[None])
+    grads = cell.equation_grads()
+    return {"c_prev": dc_prev[0], "W_ci": grads["W_ci"], "W_cf": grads["W_cf"], "W_co": grads["W_co"]}
+
+
+def test_the_diagonal_backward_checker_tells_right_from_wrong(capsys):
+    def stub(P, x, h_prev, c_prev, g_h, g_c):
+        ...
+
+    def forgot_w_co(P, x, h_prev, c_prev, g_h, g_c):
+        answer = library_diagonal_backward(P, x, h_prev, c_prev, g_h, g_c)
+        return dict(answer, W_co=answer["W_co"] * 0.5)
+
+    assert exercises.check_diagonal_backward(stub) is None
+    assert exercises.check_diagonal_backward(library_diagonal_backward) is True
+    assert exercises.check_diagonal_backward(forgot_w_co) is False
+    assert "∂L/∂W_co disagree" in capsys.readouterr().out
+    assert exercises.check_diagonal_backward(lambda *args: {"c_prev": np.zeros(3)}) is False
+    assert exercises.check_diagonal_backward(lambda *args: {k: np.zeros((3, 3)) for k in exercises.DIAGONAL_GRADIENTS}) is False
+
+
+def test_the_missing_w_co_checker_tells_right_from_wrong(capsys):
+    right_t1 = {"W_xo", "W_ho", "W_co", "b_o"}
+    assert exercises.check_missing_W_co_prediction(..., set()) is None
+    assert exercises.check_missing_W_co_prediction(right_t1, set()) is True
+    assert exercises.check_missing_W_co_prediction(right_t1 | {"b_i"}, set()) is False
+    assert "mispredicted b_i at T=1" in capsys.readouterr().out
+    assert exercises.check_missing_W_co_prediction({"W_oo"}, set()) is False
+
+
+def test_removing_the_output_peephole_term_breaks_the_backward_only_inside_the_block():
+    def worst():
+        return max(check_lstm("full", T=2).values())
+
+    with exercises.output_peephole_term_removed():
+        broken = worst()
+    assert broken > 1e-3 and worst() < 1e-7                 # the library's own backward is back
+    with pytest.raises(RuntimeError), exercises.output_peephole_term_removed():
+        raise RuntimeError
+    assert worst() < 1e-7                                   # ... also after an exception in the block
