@@ -57,7 +57,7 @@ class TrainConfig:
     hidden_size: int = 128        # LSTM units per layer and direction
     layers: int = 1               # LSTM layers in encoder and decoder
     peephole: str = "full"        # "full", "diagonal" or "none" (docs/design.md §1)
-    peephole_init: str = "zero"   # peephole weights start at "zero" (the recipe, below) or "uniform" like the rest
+    peephole_init: str = "zero"   # peephole weights start at "zero" (the recipe: docs/design.md §7) or "uniform"
     bidirectional: bool = False   # bidirectional encoder
     dropout: float = 0.0          # dropout between stacked LSTM layers
     attention: str = "luong"      # "none", "luong", "luong-general" or "bahdanau"
@@ -65,12 +65,12 @@ class TrainConfig:
     reverse_source: bool = None   # encoder reads the source reversed; None: yes unless bidirectional
     dtype: str = "float32"        # parameter and activation precision
     # optimisation
-    lr: float = 3e-3              # Adam peak learning rate
-    batch_size: int = 128         # sentence pairs per step
+    lr: float = 1e-2              # Adam peak learning rate
+    batch_size: int = 64          # sentence pairs per step
     clip: float = 5.0             # global gradient-norm clipping threshold
     weight_decay: float = 0.0     # L2 penalty folded into the gradient (torch's Adam)
-    warmup_steps: int = 100       # linear warm-up from lr/warmup_steps to lr
-    peephole_lr_scale: float = 0.1  # the peephole weights step at lr × this (the recipe, below)
+    warmup_steps: int = 30        # linear warm-up from lr/warmup_steps to lr
+    peephole_lr_scale: float = 0.1  # the peephole weights step at lr × this (the recipe: docs/design.md §7)
     decay_steps: int = None       # horizon of the cosine decay; None: fitted to --max-seconds, else constant
     # how long
     steps: int = None             # stop after this many optimizer steps in all (counting resumed ones)
