@@ -10,9 +10,10 @@ one after the other, never at once. Test exact match is greedy decoding's; `ours
 scored higher. lstm_np's budget counts its validation and checkpoints too; the PyTorch loop only trains.
 
 Part 2, steps to 99% (`--steps-table`): for each task, `lstm-np sweep --grid peephole=full,diagonal,none
---seeds N --steps M --eval-every 50 --stop-at 0.99`, and the same for "full" without the training recipe
-(--peephole-init uniform --peephole-lr-scale 1). The table gives the mean number of optimizer steps to the
-first validation point at 99% exact match with its 95% interval, and how many seeds got there within M steps.
+--seeds N --steps M --eval-every 50 --stop-at 0.99`, and the same for "full" and "diagonal" without the
+training recipe (--peephole-init uniform --peephole-lr-scale 1). The table gives the mean number of optimizer
+steps to the first validation point at 99% exact match with its 95% interval, and how many seeds got there
+within M steps.
 
     python benchmarks/bench_time_to_accuracy.py                          # every task at 30, 60, 120 s
     python benchmarks/bench_time_to_accuracy.py --only dlfs2-date --budgets 30
@@ -90,14 +91,15 @@ def budgets_table(rows, with_torch):
 
 
 def steps_rows(task, args, workdir):
-    """Run the sweeps of part 2 for one task; -> list of summary dicts (variant, recipe, runs, reached, steps)."""
+    """Run the sweeps of part 2 for one task (folders in `workdir`); -> list of summary dicts (variant, recipe,
+    runs, reached, steps)."""
     common = [*TASKS[task], "--seeds", str(args.seeds), "--steps", str(args.max_steps), "--eval-every",
               str(args.eval_every), "--stop-at", "0.99", "--valid-size", str(args.valid_size)]
     if args.workers:
         common += ["--workers", str(args.workers)]
     out = []
     for label, extra in (("recipe", ["--grid", "peephole=full,diagonal,none"]),
-                         ("no recipe", ["--grid", "peephole=full"] + RECIPE_OFF)):
+                         ("no recipe", ["--grid", "peephole=full,diagonal"] + RECIPE_OFF)):
         folder = os.path.join(workdir, f"{task}-{label.replace(' ', '-')}")
         proc = subprocess.run([sys.executable, "-m", "lstm_np", "sweep", *common, *extra, "--out", folder],
                               capture_output=True, text=True, cwd=workdir)
@@ -151,6 +153,8 @@ def main():
     p.add_argument("--eval-every", type=int, default=50, help="validation cadence of part 2, in steps [50]")
     p.add_argument("--valid-size", type=int, default=1000, help="validation pairs in part 2 [1000]")
     p.add_argument("--workers", type=int, default=None, help="part 2's sweep workers [all cores]")
+    p.add_argument("--sweeps-dir", help="keep part 2's sweep folders here (<task>-recipe, <task>-no-recipe) "
+                                        "[a temporary folder]; the same command again reuses finished runs")
     p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "bench_time_to_accuracy.json"))
     args = p.parse_args()
     if args.list:
@@ -184,8 +188,9 @@ def main():
                     print(budgets_table([row], with_torch).splitlines()[-1], flush=True)
             print("\n" + budgets_table(result["budgets"], with_torch) + "\n", flush=True)
         if args.steps_table:
+            sweeps_dir = os.path.abspath(args.sweeps_dir) if args.sweeps_dir else workdir
             for task in names:
-                result["steps"] += steps_rows(task, args, workdir)
+                result["steps"] += steps_rows(task, args, sweeps_dir)
                 print(steps_table([r for r in result["steps"] if r["task"] == task], args.max_steps), flush=True)
             print("\n" + steps_table(result["steps"], args.max_steps))
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
