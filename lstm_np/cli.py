@@ -361,7 +361,9 @@ def cmd_sweep(args):
             run.options = dataclasses.asdict(cfg)
     name = given.get("task") or (data_name(TrainConfig(train=given["train"])) if "train" in given else "grid")
     out = getattr(args, "out", None) or os.path.join("runs", f"sweep-{name}")
-    store = sw.ResultsStore(out, list(grid), json.loads(json.dumps(given)), [r.id for r in runs])
+    # what a rerun must repeat, data paths relative to the results folder: a moved or cloned repository keeps it
+    identity = {k: os.path.relpath(v, os.path.abspath(out)) if k in DATA_FILES else v for k, v in given.items()}
+    store = sw.ResultsStore(out, list(grid), json.loads(json.dumps(identity)), [r.id for r in runs])
     todo = [r for r in runs if not store.has(r, args.retry_errors)]
     workers = args.workers or len(os.sched_getaffinity(0))
     where = f"the Dask cluster at {args.scheduler}" if "scheduler" in args else f"{workers} local workers"

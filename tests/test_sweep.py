@@ -236,3 +236,14 @@ def test_summary_groups_by_grid_point_and_times_runs_to_the_threshold():
     assert full["test_exact_match"][0] == pytest.approx(0.95) and none["test_exact_match"] == (1.0, None)
     table = study.format_summary(summary, ["peephole"], 0.99)
     assert "| full | 2 | 95.0 ± 63.5 |" in table and "| none | 1/2 | 100.0 |" in table
+
+
+def test_a_sweep_folder_moved_with_its_data_is_still_the_same_sweep(tmp_path):
+    (tmp_path / "a").mkdir()
+    make_data(tmp_path / "a")
+    args = SWEEP + H8 + ["--grid", "peephole=none", "--seeds", 1, "--steps", 2, "--out", "s"]
+    ok(cli(args, tmp_path / "a"))
+    assert json.loads((tmp_path / "a" / "s" / "sweep.json").read_text())["train_options"]["train"] == "../A.tsv"
+    (tmp_path / "a").rename(tmp_path / "b")
+    r = ok(cli(args, tmp_path / "b"))
+    assert "1 already done; 0 to run" in r.stdout
