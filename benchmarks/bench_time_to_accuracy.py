@@ -189,6 +189,7 @@ def main():
             print("\n" + budgets_table(result["budgets"], with_torch) + "\n", flush=True)
         if args.steps_table:
             sweeps_dir = os.path.abspath(args.sweeps_dir) if args.sweeps_dir else workdir
+            os.makedirs(sweeps_dir, exist_ok=True)
             for task in names:
                 result["steps"] += steps_rows(task, args, sweeps_dir)
                 print(steps_table([r for r in result["steps"] if r["task"] == task], args.max_steps), flush=True)
