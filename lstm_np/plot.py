@@ -50,8 +50,8 @@ def plot_sweep(path, rows, keys, histories):
             line, = ax.plot(grid, 100 * mean, label=f"{label} (n={len(runs)})")
             if len(runs) > 1:
                 half = t975(len(runs) - 1) * runs.std(axis=0, ddof=1) / np.sqrt(len(runs))
-                ax.fill_between(grid, 100 * (mean - half), 100 * np.minimum(mean + half, 1.0), alpha=0.2,
-                                color=line.get_color())
+                ax.fill_between(grid, 100 * np.maximum(mean - half, 0.0), 100 * np.minimum(mean + half, 1.0),
+                                alpha=0.2, color=line.get_color())
         ax.set_title(f"{facet}={panel}" if facet else "learning curves", fontsize=10)
         ax.set_xlabel("training seconds")
         ax.set_ylabel("validation exact match (%)")
