@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tasks as task_lib
+from .cell import peephole_lr_scale
 from .checkpoint import (MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, read_json,
                          write_json)
 from .data import EOS, Vocab, batches, pad_batch, read_tsv
 from .evaluate import encode_source, evaluate
-from .cell import peephole_lr_scale
 from .optim import Adam, WarmupDecay, clip_grad_norm
 from .seq2seq import Seq2Seq
 
