@@ -325,7 +325,9 @@ def warn_unknown(n, text, vocab, shown=20):
 def cmd_tasks(args):
     for name, task in task_lib.TASKS.items():
         src, tgt = task_lib.example(name)
-        print(f"{name:13} {task.description}\n{'':13} e.g. {src!r} -> {tgt!r}")
+        n_train, n_valid, n_test = task.sizes
+        print(f"{name:13} {task.description}\n{'':13} e.g. {src!r} -> {tgt!r}; "
+              f"{n_train} training, {n_valid} validation, {n_test} test pairs")
     return 0
 
 
