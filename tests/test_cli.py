@@ -171,7 +171,7 @@ def test_tasks_lists_all_six_builtin_tasks(tmp_path):
     r = ok(cli(["tasks"], tmp_path))
     listed = [line.split()[0] for line in r.stdout.splitlines() if line and not line[0].isspace()]
     assert sorted(listed) == sorted(TASK_NAMES), r.stdout
-    assert "'673+34' -> '707'; 50000 training, 500 validation, 1000 test pairs" in r.stdout, r.stdout
+    assert "'673+34' -> '707'; 120000 training, 500 validation, 1000 test pairs" in r.stdout, r.stdout
 
 
 def test_train_on_a_builtin_task_writes_to_runs_by_default(tmp_path):
