@@ -47,7 +47,8 @@ def first_reach(history, threshold):
 def summarize(rows, keys, histories, threshold):
     """One dict per grid point, in the rows' order: its values, runs, ok runs, and for exact match, token
     accuracy, BLEU, steps and seconds to `threshold` a (mean, half-width) pair; `reached` counts the runs
-    whose learning curve got to the threshold (the step/second means are over those runs only)."""
+    whose learning curve got to the threshold (the step/second means are over those runs only);
+    `valid_at_end` is the validation exact match of each ok run's last learning-curve point."""
     groups = {}
     for row, history in zip(rows, histories):
         groups.setdefault(tuple(row[k] for k in keys), []).append((row, history))
@@ -60,6 +61,7 @@ def summarize(rows, keys, histories, threshold):
             summary[name] = mean_ci([float(row[name]) for row, _ in ok])
         summary["steps_to"] = mean_ci([float(step) for step, _ in reach])
         summary["seconds_to"] = mean_ci([float(sec) for _, sec in reach])
+        summary["valid_at_end"] = mean_ci([h[-1]["exact_match"] for _, h in ok if h])
         out.append(summary)
     return out
 

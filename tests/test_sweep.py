@@ -233,6 +233,7 @@ def test_summary_groups_by_grid_point_and_times_runs_to_the_threshold():
     full, none = summary
     assert (full["runs"], full["ok"], full["reached"], none["runs"], none["ok"]) == (2, 2, 2, 2, 1)
     assert full["steps_to"][0] == 250 and full["seconds_to"][0] == 25
+    assert full["valid_at_end"][0] == pytest.approx((1.0 + 0.991) / 2) and none["valid_at_end"] == (1.0, None)
     assert full["test_exact_match"][0] == pytest.approx(0.95) and none["test_exact_match"] == (1.0, None)
     table = study.format_summary(summary, ["peephole"], 0.99)
     assert "| full | 2 | 95.0 ± 63.5 |" in table and "| none | 1/2 | 100.0 |" in table
