@@ -29,7 +29,6 @@ GFLOP/s counts the GEMM flops of forward + backward analytically (elementwise wo
     "full" adds the (H, H) peephole matrices W_ci, W_cf, W_cc, W_co:  3 x 2·T·B·4H·H  =  24·T·B·H²
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -37,10 +36,9 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import lstm_np as ln  # noqa: E402
-from timing import time_interleaved  # noqa: E402  (benchmarks/timing.py, next to this script)
+import common  # benchmarks/common.py, next to this script
+import lstm_np as ln
+from timing import time_interleaved  # benchmarks/timing.py, next to this script
 
 try:
     import torch
@@ -95,7 +93,7 @@ def machine_info():
         "torch_blas": _torch_blas() if torch is not None else None,
         "env": {k: v for k, v in os.environ.items()
                 if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOTO", "BLIS", "VECLIB"))},
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average": common.load_average(),
     }
 
 
@@ -292,8 +290,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"only sizes {QUICK_SIZES} and 3 rounds per row (under a minute)")
-    parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "bench_lstm.json"),
-                        help="where to write the results as JSON (default: %(default)s)")
+    common.add_json_flag(parser, "bench_lstm")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds per row, each timing every work twice (default 8, or 3 with --quick); a "
                              "row stops early after its time budget, with at least 3 rounds")
@@ -344,10 +341,8 @@ def main():
                 rows.append(row)
                 print(format_row(row), flush=True)
     info["seconds"] = round(time.perf_counter() - start, 1)
-    info["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"machine": info, "quick": args.quick, "rows": rows}, f, indent=1)
+    info["load_average_after"] = common.load_average()
+    common.write_json(args.json, {"machine": info, "quick": args.quick, "rows": rows})
     print(f"{info['seconds']:.0f} s, load average after: "
           + " ".join(f"{x:.2f}" for x in info["load_average_after"] or []) + f"; wrote {args.json}")
 

@@ -49,10 +49,8 @@ import argparse
 import ast
 import gc
 import inspect
-import json
 import os
 import platform
-import sys
 import textwrap
 import time
 import tracemalloc
@@ -60,9 +58,8 @@ import tracemalloc
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import lstm_np as ln  # noqa: E402
+import common  # benchmarks/common.py, next to this script
+import lstm_np as ln
 
 torch = None                                                         # imported by main(), not by the tests
 
@@ -348,8 +345,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"only sizes {QUICK_SIZES}, one seq2seq model, torch in float32 only")
-    parser.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "bench_memory.json"),
-                        help="where to write the results as JSON (default: %(default)s)")
+    common.add_json_flag(parser, "bench_memory")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if it imports")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS and torch threads (default 1: memory does not depend on it much, and it "
@@ -424,10 +420,8 @@ def main():
                   f"{r['steady_peak_bytes'] / MB:9.2f}", flush=True)
     tracemalloc.stop()
     info["seconds"] = round(time.perf_counter() - start, 1)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"machine": info, "quick": args.quick, "sizes": SEQ2SEQ, "lstm_rows": rows, "seq2seq_rows": s2s},
-                  f, indent=1)
+    common.write_json(args.json, {"machine": info, "quick": args.quick, "sizes": SEQ2SEQ, "lstm_rows": rows,
+                                  "seq2seq_rows": s2s})
     print(f"{info['seconds']:.0f} s; wrote {args.json}")
 
 

@@ -32,9 +32,10 @@ of the losses and the largest gradient difference (relative to the largest gradi
 parameter) go to the JSON, and the row is flagged above 1e-5 (float32) or 1e-13 (float64) relative.
 
 Where the two differ, and why it does not change the comparison:
-  * lstm_np's encoder counts each source row's real tokens and, if any row is padded, runs the LSTM with
-    packed-sequence semantics (torch would need pack_padded_sequence). The random batch has no PAD, so
-    lstm_np's LSTM sees full lengths and skips the masking: both run the plain loop over all 20 steps.
+  * Both encoders count each source row's real tokens and, only if a row is padded, run the LSTM with
+    packed-sequence semantics (lstm_np's masking, torch's pack_padded_sequence). The random batch has no
+    PAD: both run the plain loop over all 20 steps. (The torch model is common.TorchSeq2Seq, the yardstick
+    of bench_time_to_accuracy.py, with its attention, peeky input and source reversal off.)
   * nn.LSTM has two bias vectors (b_ih + b_hh), lstm_np one. Both torch biases get lstm_np's ∂L/∂b as
     gradient, so torch's global norm is sqrt(‖g‖² + Σ‖∂L/∂b‖²) over the two LSTMs (clipping scales a little
     more) and Adam moves the sum b_ih + b_hh twice as far: the runs agree at the first loss and drift apart
@@ -54,34 +55,23 @@ than one thread on a machine where another job holds a core, the BLAS/OpenMP thr
 and times swing by large factors: compare with --threads 1 under load. The header prints the load average.
 """
 import argparse
-import json
-import os
 import sys
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-import lstm_np as ln  # noqa: E402
-from timing import time_interleaved  # noqa: E402  (benchmarks/timing.py, next to this script)
-from lstm_np.data import BOS, PAD  # noqa: E402
+import common  # benchmarks/common.py, next to this script
+import lstm_np as ln
+from common import load_average
+from timing import time_interleaved  # benchmarks/timing.py, next to this script
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError:
-    torch = None
+torch = common.load_torch()
 
 V, E, H, B, S, T = 64, 64, 256, 64, 20, 20
 WORD_V = 4000                                          # a word-level vocabulary: the output layer dominates
 TORCH_CONFIGS = [(V, np.float32), (WORD_V, np.float32), (V, np.float64)]   # (vocab, dtype); float32 first
 AGREE_TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-13}      # relative, loss and gradients
-
-
-def load_average():
-    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def median_seconds(fn, repeats, budget=20.0):
@@ -138,34 +128,15 @@ def torch_twin(model):
     """A torch model computing what `model` (plain LSTM, no attention, no peeky, source not reversed)
     computes, starting from its weights; returns (twin, pairs) with pairs = [(lstm_np name, torch parameter,
     transposed)] for comparing gradients."""
-    nn = torch.nn
     cfg = model.config
     vs, vt, emb, hid = cfg["src_vocab_size"], cfg["tgt_vocab_size"], cfg["embed_size"], cfg["hidden_size"]
     tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[model.dtype]
-
-    class TorchSeq2Seq(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.enc_embed = nn.Embedding(vs, emb, padding_idx=PAD)
-            self.enc_lstm = nn.LSTM(emb, hid)
-            self.dec_embed = nn.Embedding(vt, emb, padding_idx=PAD)
-            self.dec_lstm = nn.LSTM(emb, hid)
-            self.out = nn.Linear(hid, vt)
-
-        def forward(self, src, tgt):
-            """src (B, S), tgt (B, T) int64 -> mean cross-entropy over tgt's non-PAD tokens."""
-            _, state = self.enc_lstm(self.enc_embed(src.T))                  # final (h, c), each (1, B, H)
-            dec_in = torch.cat([tgt.new_full((tgt.shape[0], 1), BOS), tgt[:, :-1]], dim=1)  # BOS, y_1 .. y_{T-1}
-            y, _ = self.dec_lstm(self.dec_embed(dec_in.T), state)           # (T, B, H), time-major like lstm_np
-            logits = self.out(y)                                             # (T, B, V)
-            return F.cross_entropy(logits.reshape(-1, vt), tgt.T.reshape(-1), ignore_index=PAD)
-
-    twin = TorchSeq2Seq().to(tdtype)
-    pairs = [("encoder.embed.weight", twin.enc_embed.weight, False),
-             ("decoder.embed.weight", twin.dec_embed.weight, False),
+    twin = common.TorchSeq2Seq(vs, vt, embed_size=emb, hidden_size=hid).to(tdtype)   # no attention, peeky, reversal
+    pairs = [("encoder.embed.weight", twin.src_embed.weight, False),
+             ("decoder.embed.weight", twin.tgt_embed.weight, False),
              ("decoder.out.weight", twin.out.weight, True),                  # lstm_np stores (H, V), torch (V, H)
              ("decoder.out.bias", twin.out.bias, False)]
-    for side, lstm in (("encoder", twin.enc_lstm), ("decoder", twin.dec_lstm)):
+    for side, lstm in (("encoder", twin.encoder), ("decoder", twin.decoder)):
         pairs += [(f"{side}.lstm.l0.fwd.W_x", lstm.weight_ih_l0, True),     # (E, 4H) vs (4H, E), gates [i, f, g, o]
                   (f"{side}.lstm.l0.fwd.W_h", lstm.weight_hh_l0, True),     # (H, 4H) vs (4H, H)
                   (f"{side}.lstm.l0.fwd.b", lstm.bias_ih_l0, False)]        # b_ih = b; b_hh = 0 below
@@ -175,8 +146,8 @@ def torch_twin(model):
     with torch.no_grad():
         for name, p, transposed in pairs:
             p.copy_(torch.from_numpy(np.ascontiguousarray(ours[name].T if transposed else ours[name])))
-        twin.enc_lstm.bias_hh_l0.zero_()
-        twin.dec_lstm.bias_hh_l0.zero_()
+        twin.encoder.bias_hh_l0.zero_()
+        twin.decoder.bias_hh_l0.zero_()
     return twin, pairs
 
 
@@ -243,8 +214,7 @@ def main():
                    help="rounds per torch comparison, each timing both twice (stops early after ~15 s, "
                         "with at least 3 rounds)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison even if torch imports")
-    p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "bench_seq2seq.json"),
-                   help="where to write the JSON results")
+    common.add_json_flag(p, "bench_seq2seq")
     args = p.parse_args()
     use_torch = torch is not None and not args.no_torch
     if use_torch:
@@ -285,9 +255,7 @@ def main():
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["load_average_after"] = load_average()
     print(f"{result['seconds']:.0f} s, load average after: {' '.join(map(str, result['load_average_after'] or []))}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=1)
+    common.write_json(args.json, result)
     return 0
 
 

@@ -15,13 +15,11 @@ Prints a Markdown table and writes JSON (default benchmarks/results/bench_tasks.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "data")
+import common  # benchmarks/common.py, next to this script
+from common import DATA, shown
 
 TATOEBA = ["--train", "{data}/tatoeba-eng-fra-train.tsv", "--test", "{data}/tatoeba-eng-fra-test.tsv",
            "--tokens", "word", "--lower"]
@@ -36,33 +34,26 @@ ROWS = {f"tatoeba-{attention}{suffix}": ([*TATOEBA, "--attention", attention, *l
 
 
 def run_row(name, flags, beams, workdir):
-    out = os.path.join(workdir, name)
-    metrics_file = os.path.join(workdir, name + ".json")
     flags = [f.replace("{data}", DATA) for f in flags]
     missing = [f for f in flags if f.endswith(".tsv") and not os.path.exists(f)]
     if missing:
         return {"name": name, "skipped": f"missing {missing[0]}"}
-    cmd = [sys.executable, "-m", "lstm_np", "train", *flags, "--out", out, "--metrics-out", metrics_file]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        return {"name": name, "failed": proc.stderr.strip().splitlines()[-1:]}
-    m = json.load(open(metrics_file))
-    row = {"name": name, "flags": " ".join(f.replace(DATA, "data") for f in flags),
+    m = common.train_lstm_np(flags, workdir, name)
+    if "failed" in m:
+        return {"name": name, "failed": m["failed"]}
+    row = {"name": name, "flags": shown(flags),
            "exact_match": m["test_exact_match"], "token_accuracy": m["test_token_accuracy"],
            "bleu": {1: m["test_bleu"]}, "chrf": {1: m["test_chrf"]}, "steps": m["steps"],
-           "train_seconds": m["train_seconds"], "wall_seconds": round(wall, 1)}
+           "train_seconds": m["train_seconds"], "wall_seconds": m["wall_seconds"]}
     for beam in beams:
         if beam == 1:
             continue
-        row["bleu"][beam], row["chrf"][beam], row["exact_match_beam"] = beam_scores(out, flags, beam)
+        row["bleu"][beam], row["chrf"][beam], row["exact_match_beam"] = beam_scores(m["out"], flags, beam)
     return row
 
 
 def beam_scores(out, flags, beam):
     """Re-evaluate the saved best weights on the test file with beam search."""
-    sys.path.insert(0, ROOT)
     from lstm_np.data import read_tsv
     from lstm_np.evaluate import evaluate
     from lstm_np.train import load_model
@@ -90,12 +81,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", help="comma-separated row names (default: all)")
     p.add_argument("--list", action="store_true", help="list the rows and exit")
-    p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "bench_tasks.json"),
-                   help="where to write the JSON results")
+    common.add_json_flag(p, "bench_tasks")
     args = p.parse_args()
     if args.list:
         for name, (flags, _) in ROWS.items():
-            print(f"{name:20} lstm-np train {' '.join(f.replace('{data}', 'data') for f in flags)}")
+            print(f"{name:20} lstm-np train {shown(f.replace('{data}', DATA) for f in flags)}")
         return 0
     names = args.only.split(",") if args.only else list(ROWS)
     unknown = [n for n in names if n not in ROWS]
@@ -108,9 +98,7 @@ def main():
             rows.append(run_row(name, flags, beams, workdir))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print("\n" + table(rows))
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(rows, f, indent=1)
+    common.write_json(args.json, rows)
     return 0
 
 

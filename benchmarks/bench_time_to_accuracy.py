@@ -1,13 +1,15 @@
 """Time to accuracy: held-out exact match that `lstm-np train` reaches with its defaults in a time budget, side
-by side with an ordinary PyTorch model trained on the same data for the same time; and how many optimizer
+by side with a tuned PyTorch seq2seq trained on the same data for the same time; and how many optimizer
 steps each peephole variant needs to reach 99%.
 
 Part 1, budgets. For each task and budget S: `lstm-np train <data flags> --max-seconds S --seed 0` in a
-subprocess (exactly what a user types; its defaults for everything else), then, when torch imports, the
-PyTorch model of benchmarks/torch_seq2seq.py (hidden 256, Adam 2e-3, batch 128, --torch-threads threads)
-trained for the same S seconds on the same splits and batches, evaluated on the same test set. The two run
-one after the other, never at once. Test exact match is greedy decoding's; `ours/torch` > 1 means lstm_np
-scored higher. lstm_np's budget counts its validation and checkpoints too; the PyTorch loop only trains.
+subprocess (exactly what a user types; its defaults for everything else, 1 BLAS thread) and, at the same
+time in this process with 1 torch thread, the PyTorch yardstick (common.TorchSeq2Seq with the settings
+common.YARDSTICK, chosen on held-out training pairs by tune_yardstick.py) trained for S seconds on the same
+splits and batching, evaluated on the same test set. Running the two at once means both see the same
+machine load. Test exact match is greedy decoding's; `ours/torch` > 1 means lstm_np scored higher, and the
+`ahead` column names the higher one. lstm_np's budget counts its validation and checkpoints too; the PyTorch
+loop only trains.
 
 Part 2, steps to 99% (`--steps-table`): for each task, `lstm-np sweep --grid peephole=full,diagonal,none
 --seeds N --steps M --eval-every 50 --stop-at 0.99`, and the same for "full" and "diagonal" without the
@@ -27,16 +29,14 @@ default run takes about an hour on 2 cores; the steps table with 3 seeds about a
 """
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-DATA = os.path.join(ROOT, "data")
+import common  # benchmarks/common.py, next to this script
+from common import DATA, shown
 
 TASKS = {
     **{name: ["--task", name] for name in ("copy", "reverse", "sort", "addition", "dates", "number-words")},
@@ -46,36 +46,28 @@ TASKS = {
 RECIPE_OFF = ["--peephole-init", "uniform", "--peephole-lr-scale", "1"]   # "full" as the cell initialises it
 
 
-def shown(flags):
-    return " ".join(f.replace(DATA, "data") for f in flags)
+def run_row(task, seconds, seed, workdir, with_torch):
+    """One row of part 1: `lstm-np train` in a subprocess and, at the same time in this process, the PyTorch
+    yardstick on the same splits for the same seconds (one thread each, so both see the same machine)."""
+    proc = common.start_lstm_np([*TASKS[task], "--max-seconds", f"{seconds:g}", "--seed", str(seed)], workdir,
+                                f"{task}-{seconds:g}")
+    theirs = run_torch(task, seconds, seed) if with_torch else None
+    m = common.finish_lstm_np(proc)
+    ours = m if "failed" in m else {k: m[k] for k in ("test_exact_match", "steps", "train_seconds")}
+    return {"task": task, "seconds": seconds, "lstm_np": ours, **({"torch": theirs} if with_torch else {})}
 
 
-def run_ours(task, seconds, seed, workdir):
-    metrics_file = os.path.join(workdir, f"{task}-{seconds:g}.json")
-    cmd = [sys.executable, "-m", "lstm_np", "train", *TASKS[task], "--max-seconds", str(seconds), "--seed", str(seed),
-           "--out", os.path.join(workdir, f"{task}-{seconds:g}"), "--metrics-out", metrics_file]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if proc.returncode != 0:
-        return {"failed": (proc.stderr.strip().splitlines() or ["?"])[-1]}
-    with open(metrics_file) as f:
-        m = json.load(f)
-    return {"test_exact_match": m["test_exact_match"], "steps": m["steps"], "train_seconds": m["train_seconds"]}
-
-
-def run_torch(task, seconds, seed, threads):
-    import torch
-
-    from lstm_np.train import TrainConfig, Trainer
-    from torch_seq2seq import train_torch        # benchmarks/torch_seq2seq.py, next to this script
-    torch.set_num_threads(threads)
-    flags = TASKS[task]
-    data = {flags[k].lstrip("-"): flags[k + 1] for k in range(0, len(flags), 2)}
-    trainer = Trainer(TrainConfig(**data, seed=seed, steps=1), log=lambda line: None)   # the same splits/batches
-    return train_torch(trainer, seconds, seed=seed)
+def run_torch(task, seconds, seed):
+    from lstm_np.evaluate import evaluate
+    data = common.torch_data(TASKS[task], seed=seed)
+    model, steps, train_seconds = common.train_torch(data, seconds, seed=seed, **common.YARDSTICK)
+    test = data.splits["test"] or data.splits["valid"]
+    metrics, _ = evaluate(model, data.src_vocab, data.tgt_vocab, test, common.max_len_of(data))
+    return {"test_exact_match": metrics["exact_match"], "steps": steps, "train_seconds": train_seconds}
 
 
 def budgets_table(rows, with_torch):
-    head = "| task | budget | lstm_np exact match | steps |" + (" PyTorch exact match | steps | ours/torch |"
+    head = "| task | budget | lstm_np exact match | steps |" + (" PyTorch exact match | steps | ours/torch | ahead |"
                                                                if with_torch else "")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -84,10 +76,9 @@ def budgets_table(rows, with_torch):
         cells += ([ours["failed"], ""] if "failed" in ours
                   else [f"{100 * ours['test_exact_match']:.1f}%", str(ours["steps"])])
         if with_torch:
-            cells += [f"{100 * theirs['test_exact_match']:.1f}%", str(theirs["steps"])]
-            ratio = (ours.get("test_exact_match", 0) / theirs["test_exact_match"]
-                     if theirs["test_exact_match"] > 0 else float("nan"))
-            cells.append(f"{ratio:.2f}")
+            a, b = ours.get("test_exact_match", 0.0), theirs["test_exact_match"]
+            cells += [f"{100 * b:.1f}%", str(theirs["steps"]), f"{a / b:.2f}" if b > 0 else "nan",
+                      "tie" if round(1000 * a) == round(1000 * b) else "lstm_np" if a > b else "**PyTorch**"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -95,15 +86,15 @@ def budgets_table(rows, with_torch):
 def steps_rows(task, args, workdir):
     """Run the sweeps of part 2 for one task (folders in `workdir`); -> list of summary dicts (variant, recipe,
     runs, reached, steps)."""
-    common = [*TASKS[task], "--seeds", str(args.seeds), "--steps", str(args.max_steps), "--eval-every",
-              str(args.eval_every), "--stop-at", "0.99", "--valid-size", str(args.valid_size)]
+    sweep_flags = [*TASKS[task], "--seeds", str(args.seeds), "--steps", str(args.max_steps), "--eval-every",
+                   str(args.eval_every), "--stop-at", "0.99", "--valid-size", str(args.valid_size)]
     if args.workers:
-        common += ["--workers", str(args.workers)]
+        sweep_flags += ["--workers", str(args.workers)]
     out = []
     for label, extra in (("recipe", ["--grid", "peephole=full,diagonal,none"]),
                          ("no recipe", ["--grid", "peephole=full,diagonal"] + RECIPE_OFF)):
         folder = os.path.join(workdir, f"{task}-{label.replace(' ', '-')}")
-        proc = subprocess.run([sys.executable, "-m", "lstm_np", "sweep", *common, *extra, "--out", folder],
+        proc = subprocess.run([sys.executable, "-m", "lstm_np", "sweep", *sweep_flags, *extra, "--out", folder],
                               capture_output=True, text=True, cwd=workdir)
         if proc.returncode != 0:
             out.append({"task": task, "recipe": label, "failed": (proc.stderr.strip().splitlines() or ["?"])[-1]})
@@ -142,6 +133,10 @@ def steps_table(rows, max_steps):
     return "\n".join(lines)
 
 
+def yardstick():
+    return ", ".join(f"{k} {v}" for k, v in common.YARDSTICK.items())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", help="comma-separated task names (default: all; see --list)")
@@ -149,7 +144,6 @@ def main():
     p.add_argument("--budgets", default="30,60,120", help="comma-separated seconds [30,60,120]")
     p.add_argument("--no-budgets", action="store_true", help="skip part 1")
     p.add_argument("--no-torch", action="store_true", help="part 1 without the PyTorch model")
-    p.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads for the PyTorch model [2]")
     p.add_argument("--seed", type=int, default=0, help="seed of part 1's runs [0]")
     p.add_argument("--steps-table", action="store_true", help="also run part 2 (steps to 99%% per variant)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant in part 2 [3]")
@@ -159,7 +153,7 @@ def main():
     p.add_argument("--workers", type=int, default=None, help="part 2's sweep workers [all cores]")
     p.add_argument("--sweeps-dir", help="keep part 2's sweep folders here (<task>-recipe, <task>-no-recipe) "
                                         "[a temporary folder]; the same command again reuses finished runs")
-    p.add_argument("--json", default=os.path.join(ROOT, "benchmarks", "results", "bench_time_to_accuracy.json"))
+    common.add_json_flag(p, "bench_time_to_accuracy")
     args = p.parse_args()
     if args.list:
         for name, flags in TASKS.items():
@@ -169,25 +163,21 @@ def main():
     unknown = [n for n in names if n not in TASKS]
     if unknown:
         p.error(f"unknown tasks {unknown}; see --list")
-    with_torch = not args.no_torch
+    with_torch = not args.no_torch and common.load_torch() is not None
+    if not args.no_torch and not with_torch:
+        print("torch is not installed: part 1 without the PyTorch model", file=sys.stderr)
     if with_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            print("torch is not installed: part 1 without the PyTorch model", file=sys.stderr)
-            with_torch = False
+        common.torch.set_num_threads(1)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; lstm_np with its default 1 BLAS thread"
-          + (f", PyTorch {__import__('torch').__version__} with {args.torch_threads} threads" if with_torch else ""),
+          f"{' '.join(f'{x:.2f}' for x in common.load_average())}; lstm_np with its default 1 BLAS thread"
+          + (f", beside PyTorch {common.torch.__version__} with 1 thread ({yardstick()})" if with_torch else ""),
           flush=True)
     result = {"budgets": [], "steps": []}
     with tempfile.TemporaryDirectory() as workdir:
         if not args.no_budgets:
             for task in names:
                 for seconds in [float(s) for s in args.budgets.split(",")]:
-                    row = {"task": task, "seconds": seconds, "lstm_np": run_ours(task, seconds, args.seed, workdir)}
-                    if with_torch:
-                        row["torch"] = run_torch(task, seconds, args.seed, args.torch_threads)
+                    row = run_row(task, seconds, args.seed, workdir, with_torch)
                     result["budgets"].append(row)
                     print(budgets_table([row], with_torch).splitlines()[-1], flush=True)
             print("\n" + budgets_table(result["budgets"], with_torch) + "\n", flush=True)
@@ -198,9 +188,7 @@ def main():
                 result["steps"] += steps_rows(task, args, sweeps_dir)
                 print(steps_table([r for r in result["steps"] if r["task"] == task], args.max_steps), flush=True)
             print("\n" + steps_table(result["steps"], args.max_steps))
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=1)
+    common.write_json(args.json, result)
     return 0
 
 

@@ -1,6 +1,7 @@
 """benchmarks/bench_memory.py counts the BPTT cache right: checked against a count from the documented layout."""
 import importlib.util
 import os
+import sys
 import tracemalloc
 
 import numpy as np
@@ -8,7 +9,9 @@ import pytest
 
 import lstm_np as ln
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench_memory.py")
+_BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+sys.path.insert(0, _BENCHMARKS)                     # where bench_memory.py imports common.py from, as when run
+_PATH = os.path.join(_BENCHMARKS, "bench_memory.py")
 _spec = importlib.util.spec_from_file_location("bench_memory", _PATH)
 bm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bm)
