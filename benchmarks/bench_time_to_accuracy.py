@@ -9,7 +9,8 @@ common.YARDSTICK, chosen on held-out training pairs by tune_yardstick.py) traine
 splits and batching, evaluated on the same test set. Running the two at once means both see the same
 machine load. Test exact match is greedy decoding's; `ours/torch` > 1 means lstm_np scored higher, and the
 `ahead` column names the higher one. lstm_np's budget counts its validation and checkpoints too; the PyTorch
-loop only trains.
+loop only trains. `CPU s` is the CPU time each side got for the whole row (start-up, data, training, test):
+on a machine that other jobs load, it shows how much of the budget each side could use.
 
 Part 2, steps to 99% (`--steps-table`): for each task, `lstm-np sweep --grid peephole=full,diagonal,none
 --seeds N --steps M --eval-every 50 --stop-at 0.99`, and the same for "full" and "diagonal" without the
@@ -53,31 +54,34 @@ def run_row(task, seconds, seed, workdir, with_torch):
                                 f"{task}-{seconds:g}")
     theirs = run_torch(task, seconds, seed) if with_torch else None
     m = common.finish_lstm_np(proc)
-    ours = m if "failed" in m else {k: m[k] for k in ("test_exact_match", "steps", "train_seconds")}
+    ours = m if "failed" in m else {k: m[k] for k in ("test_exact_match", "steps", "train_seconds", "cpu_seconds")}
     return {"task": task, "seconds": seconds, "lstm_np": ours, **({"torch": theirs} if with_torch else {})}
 
 
 def run_torch(task, seconds, seed):
     from lstm_np.evaluate import evaluate
+    cpu = common.cpu_seconds()
     data = common.torch_data(TASKS[task], seed=seed)
     model, steps, train_seconds = common.train_torch(data, seconds, seed=seed, **common.YARDSTICK)
     test = data.splits["test"] or data.splits["valid"]
     metrics, _ = evaluate(model, data.src_vocab, data.tgt_vocab, test, common.max_len_of(data))
-    return {"test_exact_match": metrics["exact_match"], "steps": steps, "train_seconds": train_seconds}
+    return {"test_exact_match": metrics["exact_match"], "steps": steps, "train_seconds": train_seconds,
+            "cpu_seconds": round(common.cpu_seconds() - cpu, 1)}
 
 
 def budgets_table(rows, with_torch):
-    head = "| task | budget | lstm_np exact match | steps |" + (" PyTorch exact match | steps | ours/torch | ahead |"
-                                                               if with_torch else "")
+    head = "| task | budget | lstm_np exact match | steps | CPU s |" + (
+        " PyTorch exact match | steps | CPU s | ours/torch | ahead |" if with_torch else "")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         ours, theirs = r["lstm_np"], r.get("torch")
         cells = [r["task"], f"{r['seconds']:g} s"]
-        cells += ([ours["failed"], ""] if "failed" in ours
-                  else [f"{100 * ours['test_exact_match']:.1f}%", str(ours["steps"])])
+        cells += ([ours["failed"], "", ""] if "failed" in ours
+                  else [f"{100 * ours['test_exact_match']:.1f}%", str(ours["steps"]), f"{ours['cpu_seconds']:.0f}"])
         if with_torch:
             a, b = ours.get("test_exact_match", 0.0), theirs["test_exact_match"]
-            cells += [f"{100 * b:.1f}%", str(theirs["steps"]), f"{a / b:.2f}" if b > 0 else "nan",
+            cells += [f"{100 * b:.1f}%", str(theirs["steps"]), f"{theirs['cpu_seconds']:.0f}",
+                      f"{a / b:.2f}" if b > 0 else "nan",
                       "tie" if round(1000 * a) == round(1000 * b) else "lstm_np" if a > b else "**PyTorch**"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ yardstick here, never a dependency of lstm_np).
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -38,6 +39,12 @@ def load_average():
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
+def cpu_seconds(who=resource.RUSAGE_SELF):
+    """User + system CPU seconds of this process (or of its reaped children: resource.RUSAGE_CHILDREN)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def add_json_flag(parser, name):
     """--json OUT, default benchmarks/results/NAME.json."""
     default = os.path.join(RESULTS, f"{name}.json")
@@ -57,22 +64,25 @@ def start_lstm_np(flags, workdir, name):
     -> the running process. `finish_lstm_np` waits for it and reads its metrics."""
     cmd = [sys.executable, "-m", "lstm_np", "train", *flags, "--out", os.path.join(workdir, name),
            "--metrics-out", os.path.join(workdir, name + ".json")]
+    children_cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
-    proc.started = time.perf_counter()
+    proc.started, proc.children_cpu = time.perf_counter(), children_cpu
     proc.run_files = os.path.join(workdir, name)
     return proc
 
 
 def finish_lstm_np(proc):
-    """-> the run's --metrics-out dict plus `out` (its run folder) and `wall_seconds`, or {"failed": the last
-    line of its stderr}."""
+    """-> the run's --metrics-out dict plus `out` (its run folder), `wall_seconds` and `cpu_seconds` (the CPU time
+    the whole run got, start to exit: another job's load shows as cpu_seconds well below wall_seconds), or
+    {"failed": the last line of its stderr}."""
     _, err = proc.communicate()
     wall = time.perf_counter() - proc.started
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - proc.children_cpu   # this run alone: one child at a time
     if proc.returncode != 0:
         return {"failed": (err.strip().splitlines() or ["?"])[-1]}
     with open(proc.run_files + ".json") as f:
         metrics = json.load(f)
-    return {**metrics, "out": proc.run_files, "wall_seconds": round(wall, 1)}
+    return {**metrics, "out": proc.run_files, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1)}
 
 
 def train_lstm_np(flags, workdir, name):
