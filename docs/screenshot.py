@@ -1,4 +1,4 @@
-"""The explorer page's screenshot in the README (docs/images/explorer.png), made with the browser code of the
+"""The explorer page's screenshot in docs/explorer.md (docs/images/explorer.png), made with the browser code of the
 tests (tests/browser.py: headless Chromium from the system packages, driven by selenium).
 
     lstm-np train --task dates --max-seconds 150 --out runs/dates
