@@ -19,7 +19,7 @@ import contextlib
 import numpy as np
 
 from .attention import Attention, check_attention
-from .checks import check_dtype, check_size
+from .checks import check_dtype, check_int, check_number, check_size
 from .data import PAD, UNK, lengths_of, reverse_within_lengths, teacher_forcing_input
 from .decoding import attention_weights, beam_search, greedy
 from .layers import Embedding, Linear
@@ -168,9 +168,8 @@ class Seq2Seq:
     def __init__(self, src_vocab_size, tgt_vocab_size, embed_size=64, hidden_size=128, num_layers=1,
                  peephole="full", bidirectional=False, dropout=0.0, attention=None, dtype=np.float32, seed=0,
                  peeky=None, reverse_source=None, peephole_init="uniform"):
-        for name, v in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size)]:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= UNK:
-                raise ValueError(f"{name} must be an integer > {UNK} (the special tokens take ids 0..{UNK}), got {v!r}")
+        check_int("src_vocab_size", src_vocab_size, low=UNK + 2)   # the special tokens take ids 0..UNK
+        check_int("tgt_vocab_size", tgt_vocab_size, low=UNK + 2)
         check_size("embed_size", embed_size)   # checked here: the Embedding layers would call it embedding_dim
         self.attention = check_attention(attention)
         self.peeky = (attention is None) if peeky is None else bool(peeky)
@@ -253,9 +252,7 @@ class Seq2Seq:
         return_attention, a list of (len(out) + 1, S) attention arrays over the source's positions, the
         last row for the step that emits EOS; None without attention)."""
         beam_size, max_len = check_size("beam_size", beam_size), check_size("max_len", max_len)
-        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(length_penalty) or length_penalty < 0:
-            raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
+        check_number("length_penalty", length_penalty, low=0)
         with self._decoding():
             if beam_size == 1:
                 out, _ = greedy(self, src, max_len, length_penalty)
