@@ -12,7 +12,8 @@ import pytest
 from lstm_np import study
 from lstm_np.sweep import RESULT_COLUMNS, SweepError, parse_grid
 
-from test_cli import cli, make_data, ok, one_line_error, start
+from helpers import cli, make_data, ok, one_line_error, start
+
 
 SWEEP = ["sweep", "--train", "A.tsv", "--test", "B.tsv", "--embed-size", 8, "--batch-size", 8, "--log-every", 5]
 H8 = ["--hidden-size", 8]    # for the sweeps whose grid is not over the hidden size

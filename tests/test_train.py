@@ -10,14 +10,14 @@ import lstm_np as ln
 from lstm_np.cell import peephole_lr_scale
 from lstm_np.train import TrainConfig, Trainer
 
-from test_cli import cli, make_data, ok
+from helpers import cli, make_data, ok
 
-TINY = dict(hidden_size=8, embed_size=8, batch_size=8, log_every=100, lr=0.05, warmup_steps=0)
+TINY_CONFIG = dict(hidden_size=8, embed_size=8, batch_size=8, log_every=100, lr=0.05, warmup_steps=0)
 
 
 def config(folder, **changes):
     make_data(folder)
-    return TrainConfig(**{**dict(train=str(folder / "A.tsv"), steps=4, **TINY), **changes})
+    return TrainConfig(**{**dict(train=str(folder / "A.tsv"), steps=4, **TINY_CONFIG), **changes})
 
 
 @pytest.mark.parametrize("peephole, names", [("full", {"W_c", "W_co"}), ("diagonal", {"p_c", "p_co"}), ("none", set())])
