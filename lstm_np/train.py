@@ -437,10 +437,17 @@ class Trainer:
         """Final evaluation with the better of the last and the best validated weights, on the test set."""
         cfg, s = self.cfg, self.state
         last = self.validate()
-        if self.best_weights is not None and s["best_valid"] > [last["exact_match"], last["token_accuracy"]]:
+        last_score = [last["exact_match"], last["token_accuracy"]]
+        if self.best_weights is not None and s["best_valid"] > last_score:
             assign_parameters(self.model.named_parameters(), self.best_weights, "best weights")
             self.log(f"using the best validated weights (step {s['best_step']}, exact match {s['best_valid'][0]:.4f})")
             last = {"exact_match": s["best_valid"][0]}
+        elif s["best_step"] != s["step"]:
+            # The last weights win: they become the checkpoint's best, so that `translate`, `serve` and a resumed
+            # run see the weights this final test scores.
+            s["best_valid"], s["best_step"] = last_score, s["step"]
+            self.best_weights = self._weights()
+            self.save(with_best=True)
         test_pairs = self.splits["test"] or self.splits["valid"]
         metrics, examples = evaluate(self.model, self.src_vocab, self.tgt_vocab, test_pairs, s["max_len"],
                                      cfg.beam_size, with_bleu=True)

@@ -516,3 +516,31 @@ def test_gradcheck_module_prints_every_configuration_and_passes(tmp_path):
     rows = {line.split()[0] for line in r.stdout.splitlines()[4:] if line[:1].isalpha() and "worst" not in line}
     assert {"W_xi", "W_hf", "W_ci", "W_cc", "W_co", "b_o"} <= rows, rows
     assert r.stdout.rstrip().endswith("(PASS)"), r.stdout[-200:]
+
+
+def test_translate_reproduces_the_printed_test_score_when_the_last_weights_win(tmp_path):
+    """The weights the final test scores are the checkpoint's `best`: here the only validation point is at step 5,
+    the run then trains to step 150 without validating, and the final test scores the (far better) last weights;
+    `translate` must load those, not the step-5 ones."""
+    make_data(tmp_path)
+    flags = ["--train", "A.tsv", "--test", "B.tsv", "--hidden-size", "32", "--embed-size", "16", "--batch-size", "8",
+             "--lr", "0.02", "--warmup-steps", "0", "--decay-steps", "150", "--out", "run"]
+    ok(cli(["train", *flags, "--steps", 5, "--eval-every", 5], tmp_path))
+    r = ok(cli(["train", "--out", "run", "--resume", "--steps", 150, "--eval-every", 1000,
+                "--metrics-out", "m.json"], tmp_path))
+    assert "using the best validated weights" not in r.stdout, r.stdout   # the last weights won
+    printed = load_metrics(tmp_path / "m.json")["test_exact_match"]
+    assert printed >= 0.3, f"the run should have learned the task (test exact match {printed})"
+    refs = {}
+    for line in (tmp_path / "B.tsv").read_text().splitlines():
+        src, tgt = line.split("\t")
+        refs.setdefault(src, set()).add(tgt)
+    out = ok(cli(["translate", "--checkpoint", "run", "--with-source"], tmp_path, stdin="\n".join(refs) + "\n"))
+    answers = dict(line.split("\t") for line in out.stdout.splitlines())
+    served = sum(answers[s] in targets for s, targets in refs.items()) / len(refs)
+    assert served == printed, f"translate scores {served}, train printed {printed}"
+    assert manifest_best_step(tmp_path / "run") == 150
+
+
+def manifest_best_step(folder):
+    return int(json.loads((folder / "checkpoint.json").read_text())["best"].split("-")[1].split(".")[0])
