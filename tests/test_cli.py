@@ -398,7 +398,7 @@ def test_beam_size_reaches_the_final_evaluation_and_threads_the_blas(tmp_path, m
 def test_translate_max_len_caps_the_output(runs):
     from lstm_np.data import pad_batch
     from lstm_np.evaluate import encode_source
-    from lstm_np.train import load_model
+    from lstm_np.run_folder import load_model
     sources = ["abcde", "ba", "eeddccbbaa"]
     model, src_vocab, tgt_vocab, _ = load_model(runs / "plain")
     long = model.translate(pad_batch([encode_source(src_vocab, s) for s in sources]), max_len=40)

@@ -22,8 +22,9 @@ from lstm_np import cli as cli_lib
 from lstm_np.checkpoint import CheckpointDir, CheckpointError
 from lstm_np.data import EOS, UNK, Vocab, read_tsv, tokenize
 from lstm_np.evaluate import encode_source
+from lstm_np.run_folder import load_model
 from lstm_np.seq2seq import Seq2Seq
-from lstm_np.train import TrainConfig, Trainer, TrainingError, load_model
+from lstm_np.train import TrainConfig, Trainer, TrainingError
 
 from helpers import TINY_FLAGS, cli, cli_many, finish, load_metrics, make_data, ok, one_line_error, start
 
@@ -330,7 +331,7 @@ def test_trainer_stops_at_the_diverged_step_and_keeps_the_last_good_checkpoint(t
     message = str(err.value)
     assert "step 5" in message and "--lr" in message and "--clip" in message, message
     assert "\n" not in message
-    assert trainer.state["step"] == 4
+    assert trainer.state.step == 4
     assert manifest(tmp_path / "run")["step"] == 4 and "step 4" in message
     load_model(tmp_path / "run")
     load_model(tmp_path / "run", which="weights")
