@@ -27,7 +27,7 @@ anyway, so inspecting a model costs nothing when nobody asks.
 import numpy as np
 
 from .cell import GATES, LSTMCell, check_peephole, to_gate_major
-from .checks import as_float_array, check_dtype, check_number, check_size
+from .checks import as_float_array, check_dtype, check_int, check_number, check_size
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -70,10 +70,8 @@ class LSTM:
     # ----------------------------------------------------------------------------------------------
     def cell(self, layer=0, direction=0):
         """The LSTMCell holding the weights of that layer and direction (0 forward, 1 reverse)."""
-        if not 0 <= layer < self.num_layers:
-            raise ValueError(f"layer must be in [0, {self.num_layers}), got {layer}")
-        if not 0 <= direction < self.num_directions:
-            raise ValueError(f"direction must be in [0, {self.num_directions}), got {direction}")
+        layer = check_int("layer", layer, 0, self.num_layers - 1)
+        direction = check_int("direction", direction, 0, self.num_directions - 1)
         return self._cells[layer * self.num_directions + direction]
 
     def named_parameters(self):

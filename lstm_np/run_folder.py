@@ -10,6 +10,7 @@ that rule (2·length + 10, written here once) and how far `translate` and `serve
 import os
 
 from .checkpoint import MANIFEST, STEP_FILE, CheckpointDir, CheckpointError, assign_parameters, read_json, write_json
+from .checks import check_int
 from .data import Vocab
 from .files import TEMP_PREFIX
 from .seq2seq import Seq2Seq
@@ -49,8 +50,10 @@ def saved_train_options(folder):
 def trained_max_len(folder):
     """The output limit the run's final test decodes with (its training state's `max_len`), or None."""
     state = CheckpointDir(folder).manifest().get("state")
-    max_len = state.get("max_len") if isinstance(state, dict) else None
-    return max_len if isinstance(max_len, int) and not isinstance(max_len, bool) else None
+    try:
+        return check_int("max_len", state.get("max_len") if isinstance(state, dict) else None, low=1)
+    except ValueError:   # a manifest without one: the sources' own limit applies
+        return None
 
 
 def load_model(folder, which="best"):
