@@ -1,9 +1,11 @@
-"""The `lstm-np` command: train, translate, tasks, serve.
+"""The `lstm-np` command: train, translate, tasks, sweep, serve: flags in, the library's work (train.py,
+run_folder.py, sweep.py, serve.py) called, one-line errors and exit statuses out.
 
     lstm-np train --task NAME [options]            a built-in toy task
     lstm-np train --train A.tsv [--valid B.tsv] [--test C.tsv] [options]
     lstm-np translate --checkpoint DIR "source text" ...     (or one source per line on standard input)
     lstm-np tasks
+    lstm-np sweep [train options] --grid KEY=V1,V2 --seeds N --out DIR    (sweep.py)
     lstm-np serve --checkpoint DIR [--host 127.0.0.1] [--port 8000]    the explorer page (serve.py)
 
 Every error is one line on stderr and a non-zero exit status: 2 for bad usage or input, 3 for a diverged

@@ -9,6 +9,10 @@ sweep's train options plus the run's grid values and seed, on one BLAS thread. I
     results.csv         one row per finished run (RESULT_COLUMNS), rewritten atomically as each run finishes
     runs/<run>.json     each run's metrics, with its learning curve ("history")
     runs/<run>.log      each run's log
+    summary.md          the summary table (study.py), written by `summary`
+
+`run(...)` is the whole of it (the plan, the engine, the records; a callback reports each finished run), as
+`lstm-np sweep` calls it.
 
 Running the same command again runs only the runs without a row (`--retry-errors`: and those that failed).
 A run that fails (a bad value, a divergence) gets a row with status "error" and a one-line message; the
