@@ -1,4 +1,5 @@
-"""Argument checks shared by the modules of lstm_np: sizes, dtypes and finite numeric arrays.
+"""Argument checks shared by the modules of lstm_np: integers and numbers in a range, sizes, dtypes and finite
+numeric arrays.
 
 Each returns the checked value (converted where that is the point, e.g. a dtype object or a cast array) or
 raises a ValueError/TypeError whose message names the argument and what was expected, so that a mistake
