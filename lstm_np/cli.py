@@ -101,6 +101,8 @@ def add_train_options(t, for_sweep=False):
                    help=f"initial peephole weights: zero, or uniform like the others [{d.peephole_init}]")
     add(g, "--bidirectional", action="store_true", help="bidirectional encoder")
     add(g, "--dropout", type=dropout_rate, help=f"dropout between stacked layers [{d.dropout}]")
+    add(g, "--embed-dropout", type=dropout_rate, help=f"dropout on the source and target embeddings [{d.embed_dropout}]")
+    add(g, "--output-dropout", type=dropout_rate, help=f"dropout on the output layer's input [{d.output_dropout}]")
     add(g, "--attention", choices=("none",) + ATTENTIONS, help=f"attention over the source [{d.attention}]")
     add(g, "--peeky", action=argparse.BooleanOptionalAction,
                    help="feed the encoder's summary to every decoder step [on]")

@@ -36,6 +36,8 @@ class TrainConfig:
     peephole_init: str = "zero"   # peephole weights start at "zero" (the recipe: docs/design.md §7) or "uniform"
     bidirectional: bool = False   # bidirectional encoder
     dropout: float = 0.0          # dropout between stacked LSTM layers
+    embed_dropout: float = 0.0    # dropout on the source and target embeddings
+    output_dropout: float = 0.0   # dropout on the output layer's input
     attention: str = "luong"      # "none", "luong", "luong-general" or "bahdanau"
     peeky: bool = True            # feed the encoder's summary to every decoder step (with or without attention)
     reverse_source: bool = None   # encoder reads the source reversed; None: yes unless bidirectional
@@ -78,7 +80,8 @@ class TrainConfig:
                     peephole=self.peephole, bidirectional=self.bidirectional, dropout=self.dropout,
                     attention=None if self.attention == "none" else self.attention, peeky=self.peeky,
                     reverse_source=(not self.bidirectional) if self.reverse_source is None else self.reverse_source,
-                    dtype=np.dtype(self.dtype), seed=self.seed, peephole_init=self.peephole_init)
+                    dtype=np.dtype(self.dtype), seed=self.seed, peephole_init=self.peephole_init,
+                    embed_dropout=self.embed_dropout, output_dropout=self.output_dropout)
 
 
 # the behaviour of runs saved before these TrainConfig fields existed

@@ -33,6 +33,7 @@ from helpers import TINY_FLAGS, cli, cli_many, finish, load_metrics, make_data, 
 RESUME_CONFIGS = {
     "default": [],
     "dropout_2_layers": ["--dropout", "0.3", "--layers", "2"],
+    "embed_and_output_dropout": ["--embed-dropout", "0.2", "--output-dropout", "0.3"],
 }
 RESUME_FLAGS = ["--train", "A.tsv", "--test", "B.tsv", "--eval-every", "7", "--lr", "0.05", "--warmup-steps", "3",
                 "--decay-steps", "60"] + TINY_FLAGS

@@ -34,6 +34,37 @@ def test_loss_grads_match_finite_differences(peephole, arch, kwargs):
     assert_loss_grads_match_finite_differences(model, SRC, TGT)
 
 
+@pytest.mark.parametrize("attention", [None, "luong"])
+def test_embedding_output_and_between_layer_dropout_grads_match_finite_differences(attention):
+    """Dropout on both embeddings, on the output layer's input and between layers, with the same masks at every
+    evaluation (each loss call restarts both dropout generators from the same state)."""
+    model = make_model("full", 2, True, attention=attention, seed=12, dropout=0.3, embed_dropout=0.3,
+                       output_dropout=0.4)
+    generators = (model.encoder.lstm.rng, model.decoder.lstm.rng)
+    states = [g.bit_generator.state for g in generators]
+    real_loss = model.loss
+
+    def same_masks_loss(src, tgt):
+        for g, state in zip(generators, states):
+            g.bit_generator.state = state
+        return real_loss(src, tgt)
+    model.loss = same_masks_loss
+    dropped = model.loss(SRC, TGT)
+    assert model.decoder._embed_mask is not None and (model.decoder._out_mask == 0).any(), "masks must drop units"
+    assert dropped != pytest.approx(real_loss.__self__.eval().loss(SRC, TGT), rel=1e-6), "dropout must change the loss"
+    model.train()
+    assert_loss_grads_match_finite_differences(model, SRC, TGT)
+
+
+def test_dropout_rates_are_checked_and_saved_in_the_config():
+    model = Seq2Seq(6, 6, embed_dropout=0.25, output_dropout=0.5)
+    assert (model.config["embed_dropout"], model.config["output_dropout"]) == (0.25, 0.5)
+    for name in ("embed_dropout", "output_dropout"):
+        for bad in (1.0, -0.1, "0.2"):
+            with pytest.raises((ValueError, TypeError), match=name):
+                Seq2Seq(6, 6, **{name: bad})
+
+
 def test_gradients_accumulate_until_zero_grad():
     model = make_model(seed=2)
     _, g1 = grads_of(model, SRC, TGT)
