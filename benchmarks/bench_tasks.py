@@ -13,7 +13,6 @@ data/README.md).
 Prints a Markdown table and writes JSON (default benchmarks/results/bench_tasks.json).
 """
 import argparse
-import json
 import os
 import sys
 import tempfile

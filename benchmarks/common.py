@@ -204,7 +204,8 @@ def torch_seq2seq_class(torch):
 def torch_data(flags, seed=0):
     """The data `lstm-np train FLAGS --seed SEED` trains on (its splits, with the validation pairs it holds out
     of --train, vocabularies and length-grouped batching): an lstm_np Trainer, used for its data only."""
-    from lstm_np.train import TrainConfig, Trainer
+    from lstm_np.config import TrainConfig
+    from lstm_np.train import Trainer
     data = {flags[k].lstrip("-").replace("-", "_"): flags[k + 1] for k in range(0, len(flags), 2)}
     return Trainer(TrainConfig(**data, seed=seed, steps=1), log=lambda line: None, handle_signals=False)
 
@@ -220,6 +221,7 @@ def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, 
                          peeky=peeky, reverse_source=reverse_source)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
+    lengths = [len(x) for x in data.train_src]                      # what lstm_np's batching groups by
     order, pos, steps = [], 0, 0
     start = clock()
     while (elapsed := clock() - start) < seconds:
@@ -227,7 +229,7 @@ def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, 
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
         if pos >= len(order):
-            order, pos = batches(data.train_lengths, batch_size, rng), 0
+            order, pos = batches(lengths, batch_size, rng), 0
         idx = order[pos]
         pos += 1
         src = torch.as_tensor(pad_batch([data.train_src[i] for i in idx]), dtype=torch.long)
@@ -242,4 +244,4 @@ def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, 
 
 def max_len_of(data):
     """The output limit `lstm-np train` decodes its test split with."""
-    return data.state["max_len"]
+    return data.state.max_len
