@@ -112,7 +112,7 @@ def add_train_options(t, for_sweep=False):
     g = t.add_argument_group("optimisation")
     add(g, "--lr", type=positive_float, help=f"Adam peak learning rate [{d.lr:g}, chosen on character-level "
                    "data; with attention on word-level data of thousands of words, 3e-3 did far better: see the "
-                   "README's Tatoeba table]")
+                   "Tatoeba table in docs/results.md]")
     add(g, "--batch-size", type=positive_int, help=f"pairs per step [{d.batch_size}]")
     add(g, "--clip", type=positive_float, help=f"gradient-norm clipping threshold [{d.clip:g}]")
     add(g, "--weight-decay", type=nonneg_float, help=f"L2 weight decay [{d.weight_decay:g}]")
