@@ -300,3 +300,90 @@ def test_removing_the_output_peephole_term_breaks_the_backward_only_inside_the_b
     with pytest.raises(RuntimeError), exercises.output_peephole_term_removed():
         raise RuntimeError
     assert worst() < 1e-7                                   # ... also after an exception in the block
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the "write the code" exercises: each solution (notebooks/solutions.py, out of the chapters' sight) passes
+# its checker, and a copy with one typical mistake fails it with a message that names the mistake
+import solutions  # noqa: E402
+
+
+def test_the_step_forward_checker_passes_the_solution_and_names_h_when_the_output_peephole_is_missing(capsys):
+    def without_output_peephole(x, h_prev, c_prev, P):
+        return solutions.lstm_step_forward(x, h_prev, c_prev, dict(P, W_co=np.zeros_like(P["W_co"])))
+
+    assert exercises.check_lstm_step_forward(solutions.lstm_step_forward) is True
+    assert exercises.check_lstm_step_forward(without_output_peephole) is False
+    out = capsys.readouterr().out
+    assert "h_t differ from LSTMCell.forward" in out and "c_t        relative error against lstm_np" in out
+
+
+def test_the_step_backward_checker_passes_the_solution_and_names_the_gradients_a_missing_term_breaks(capsys):
+    def without_output_peephole_term(dh, dc, cache):
+        P = cache[3]
+        return solutions.lstm_step_backward(dh, dc, cache[:3] + (dict(P, W_co=np.zeros_like(P["W_co"])),) + cache[4:])
+
+    assert exercises.check_lstm_step_backward(solutions.lstm_step_forward, solutions.lstm_step_backward) is True
+    capsys.readouterr()
+    assert exercises.check_lstm_step_backward(solutions.lstm_step_forward, without_output_peephole_term) is False
+    verdict = capsys.readouterr().out.splitlines()[-1]
+    assert "∂L/∂c_prev" in verdict and "∂L/∂W_ci" in verdict and "∂L/∂W_xo" not in verdict, verdict
+    assert exercises.check_lstm_step_backward(solutions.lstm_step_forward, lambda dh, dc, cache: ...) is None
+
+
+def test_the_sequence_checker_passes_the_solution_and_fails_a_bptt_that_drops_the_cell_carry(capsys):
+    def drops_dc_next(dhs, caches):
+        dxs, grads, dh_next = [], {}, np.zeros_like(dhs[0])
+        for t in reversed(range(len(dhs))):
+            dx, dh_next, _, g = solutions.lstm_step_backward(dhs[t] + dh_next, np.zeros_like(dh_next), caches[t])
+            dxs.append(dx)
+            grads = {k: grads.get(k, 0) + v for k, v in g.items()}
+        return np.stack(dxs[::-1]), dh_next, np.zeros_like(dh_next), grads
+
+    assert exercises.check_lstm_sequence(solutions.lstm_forward, solutions.lstm_backward) is True
+    capsys.readouterr()
+    assert exercises.check_lstm_sequence(solutions.lstm_forward, drops_dc_next) is False
+    verdict = capsys.readouterr().out.splitlines()[-1]
+    assert "∂L/∂c0" in verdict and "∂L/∂W_xi" in verdict
+
+
+def test_the_softmax_loss_checker_passes_the_solution_and_fails_an_unmasked_mean_or_gradient(capsys):
+    def mean_over_all_positions(logits, targets, mask):
+        loss, dlogits = solutions.softmax_loss(logits, targets, mask)
+        return loss * mask.sum() / mask.size, dlogits
+
+    def unmasked_gradient(logits, targets, mask):
+        return solutions.softmax_loss(logits, targets, mask)[0], solutions.softmax_loss(logits, targets, mask | True)[1]
+
+    assert exercises.check_softmax_loss(solutions.softmax_loss) is True
+    assert exercises.check_softmax_loss(mean_over_all_positions) is False
+    assert "divide by mask.sum()" in capsys.readouterr().out
+    assert exercises.check_softmax_loss(unmasked_gradient) is False
+    out = capsys.readouterr().out
+    assert "∂L/∂logits disagree" in out and "padded positions must get a zero gradient" in out
+
+
+def test_the_welch_checker_passes_the_solution_and_fails_the_pooled_degrees_of_freedom(capsys):
+    def pooled_df(a, b):
+        return solutions.welch_t(a, b)[0], len(a) + len(b) - 2
+
+    assert exercises.check_welch_t(solutions.welch_t) is True
+    assert exercises.check_welch_t(pooled_df) is False
+    assert "df is off" in capsys.readouterr().out
+    assert exercises.check_welch_t(lambda a, b: (-solutions.welch_t(a, b)[0], solutions.welch_t(a, b)[1])) is False
+
+
+def test_the_embedding_checker_passes_the_scatter_add_and_fails_fancy_indexing_that_drops_repeats(capsys):
+    def fancy_indexing(dout, ids, V):
+        dW = np.zeros((V, dout.shape[-1]))
+        dW[ids.reshape(-1)] += dout.reshape(-1, dout.shape[-1])     # repeated ids: only one write survives
+        return dW
+
+    assert exercises.check_embedding_backward(solutions.embedding_backward) is True
+    assert exercises.check_embedding_backward(fancy_indexing) is False
+    assert "rows [1, 4] are off" in capsys.readouterr().out
+
+
+def test_a_code_checker_reports_a_readers_exception_instead_of_raising(capsys):
+    assert exercises.check_lstm_step_forward(lambda x, h, c, P: x @ P["W_hi"]) is False
+    assert "raised ValueError" in capsys.readouterr().out
