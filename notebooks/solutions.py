@@ -4,8 +4,8 @@ under its stub says what is wrong with an attempt, which teaches more than readi
 tests/test_notebooks.py runs each solution through its checker in notebooks/exercises.py (it must pass) and
 a copy with one mistake (it must fail, naming the mistake).
 
-    lstm_step_forward, lstm_step_backward    Exercises 2.1 and 3.1: one step of the full-peephole LSTM
-    lstm_forward, lstm_backward              Exercise 3.2: a sequence, built from the two step functions
+    lstm_step_forward, lstm_step_backward    Exercises 2.1 and 3.2: one step of the full-peephole LSTM
+    lstm_forward, lstm_backward              Exercise 3.3: a sequence, built from the two step functions
     softmax_loss                             Exercise 5.1: masked softmax cross-entropy and its gradient
     welch_t                                  Exercise 6.1: Welch's t and its degrees of freedom
     embedding_backward                       Exercise 7.1: the embedding's scatter-add

@@ -255,7 +255,7 @@ def test_the_forget_bias_checker_tells_right_from_wrong(capsys):
 
 
 def library_diagonal_backward(P, x, h_prev, c_prev, g_h, g_c):
-    """A right answer to Exercise 2 from the library's own backward, not from the notebook's solution."""
+    """A right answer to Exercise 3.1 from the library's own backward, not from the notebook's solution."""
     cell = ln.LSTMCell(len(x), len(h_prev), peephole="diagonal", dtype=np.float64)
     for name, value in cell.equation_params().items():
         value[...] = P[name]
