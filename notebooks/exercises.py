@@ -291,7 +291,8 @@ def check_lstm_step_backward(step_forward, step_backward, seed=1):
     g_h, g_c = rng.normal(size=h_prev.shape), rng.normal(size=c_prev.shape)
     value, error = _call(step_forward, x, h_prev, c_prev, P)
     if value is None:
-        return _verdict(False, error) if error else print("answer the forward first (check_lstm_step_forward)")
+        return _verdict(False, error) if error else print(
+            "not answered yet: write lstm_step_forward first (Exercise 2.1, check_lstm_step_forward)")
     h_lib, c_lib = cell.forward(x, h_prev, c_prev)
     if not (isinstance(value, tuple) and len(value) == 3 and np.shape(value[0]) == h_lib.shape
             and relative_error(value[0], h_lib) <= CODE_TOLERANCE and relative_error(value[1], c_lib) <= CODE_TOLERANCE):

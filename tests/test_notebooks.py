@@ -1,7 +1,8 @@
 """The notebooks: each runs top to bottom on a fresh kernel and still shows, page for page, what it saved
 (the comparison's rules are in tests/notebook_pages.py: measured numbers masked, figures counted, standard
-error ignored); they cite only files the repository has; and the helper modules they import (notebooks/show_code.py,
-diagrams.py, exercises.py) do what the notebooks say.
+error ignored); they cite only files the repository has; every chapter has an exercise with a verified solution;
+and the helper modules they import (notebooks/show_code.py, diagrams.py, exercises.py, and the written
+solutions in solutions.py) do what the notebooks say.
 
 `make notebooks` re-executes them in place when a change to the code changes what they print.
 """
@@ -27,6 +28,7 @@ sys.path.insert(0, NOTEBOOK_DIR)
 
 import diagrams  # noqa: E402  (the notebooks' helpers live beside them)
 import exercises  # noqa: E402
+import solutions  # noqa: E402  (the "write the code" exercises' solutions, out of the chapters' sight)
 from show_code import code_lines  # noqa: E402
 
 
@@ -150,18 +152,34 @@ def test_no_notebook_cites_a_file_missing_from_the_repository():
                    for cell in nb.cells), "a notebook cites DESIGN.md or STYLE.md (the repository has docs/design.md)"
 
 
-def test_the_notebooks_hold_ten_figures_and_three_exercises_with_verified_solutions():
-    figures, exercises_found = 0, []
+def code_sources(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_every_chapter_has_an_exercise_and_every_exercise_a_verified_solution():
+    """Each chapter has an exercise; each exercise's checker is either asserted on a solution at the end of
+    its chapter, or is a "write the code" checker whose solution in notebooks/solutions.py the tests below
+    run (and whose checking cell, in the saved chapter, still says "not answered yet": no solution was left
+    in the stub)."""
+    figures, exercise_headings, stubs = 0, [], []
     for name, nb in saved_notebooks().items():
         figures += sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
         headings = [m for cell in nb.cells if cell.cell_type == "markdown"
-                    for m in re.findall(r"^#+ (Exercise \d+)", cell.source, flags=re.M)]
-        solutions = [cell.source for cell in nb.cells if cell.cell_type == "code"
-                     and re.search(r"assert exercises\.check_\w+\(.*\) is True", cell.source)]
-        assert len(solutions) >= len(set(headings)), f"{name}: an exercise without a solution the notebook asserts"
-        exercises_found += headings
+                    for m in re.findall(r"^#+ (Exercise [\d.]+)", cell.source, flags=re.M)]
+        assert headings, f"{name}: a chapter without an exercise"
+        exercise_headings += headings
+        asserted = {m for cell in code_sources(nb)
+                    for m in re.findall(r"assert exercises\.(check_\w+)\(.*\) is True", cell.source)}
+        for cell in code_sources(nb):
+            for checker in re.findall(r"^exercises\.(check_\w+)\(", cell.source, flags=re.M):
+                assert checker in asserted or checker in WRITTEN_SOLUTIONS, f"{name}: {checker} has no verified solution"
+                if checker in WRITTEN_SOLUTIONS:
+                    stubs.append(checker)
+                    shown = "".join(out.get("text", "") for out in cell.get("outputs", []))
+                    assert "not answered yet" in shown, f"{name}: the stub checked by {checker} is answered"
     assert figures >= 10, f"{figures} figures across the notebooks"
-    assert len(set(exercises_found)) >= 3, exercises_found
+    assert len(set(exercise_headings)) >= 9, exercise_headings
+    assert sorted(set(stubs)) == sorted(WRITTEN_SOLUTIONS), "a written solution with no stub in the chapters"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -305,7 +323,20 @@ def test_removing_the_output_peephole_term_breaks_the_backward_only_inside_the_b
 # ---------------------------------------------------------------------------------------------------------
 # the "write the code" exercises: each solution (notebooks/solutions.py, out of the chapters' sight) passes
 # its checker, and a copy with one typical mistake fails it with a message that names the mistake
-import solutions  # noqa: E402
+WRITTEN_SOLUTIONS = {             # the checker of each "write the code" exercise -> the solution's functions
+    "check_lstm_step_forward": (solutions.lstm_step_forward,),
+    "check_lstm_step_backward": (solutions.lstm_step_forward, solutions.lstm_step_backward),
+    "check_lstm_sequence": (solutions.lstm_forward, solutions.lstm_backward),
+    "check_softmax_loss": (solutions.softmax_loss,),
+    "check_welch_t": (solutions.welch_t,),
+    "check_embedding_backward": (solutions.embedding_backward,),
+}
+
+
+@pytest.mark.parametrize("checker", WRITTEN_SOLUTIONS)
+def test_each_written_solution_passes_its_checker(checker, capsys):
+    assert getattr(exercises, checker)(*WRITTEN_SOLUTIONS[checker]) is True
+    assert "right:" in capsys.readouterr().out
 
 
 def test_the_step_forward_checker_passes_the_solution_and_names_h_when_the_output_peephole_is_missing(capsys):
