@@ -79,7 +79,11 @@ def add_train_options(t, for_sweep=False):
     g.add_argument("--train", metavar="FILE", help="training pairs, one 'source<TAB>target' per line")
     g.add_argument("--valid", metavar="FILE", help=f"validation pairs [{d.valid_fraction:.0%}% of --train held out]")
     g.add_argument("--test", metavar="FILE", help="test pairs for the final report [the validation pairs]")
-    g.add_argument("--tokens", choices=("char", "word"), help=f"token unit [{d.tokens}]")
+    g.add_argument("--tokens", choices=("char", "word"), help=f"token unit of both sides [{d.tokens}]")
+    g.add_argument("--src-tokens", choices=("char", "word"),
+                   help="token unit of the source side, e.g. char for spelled words [--tokens]")
+    g.add_argument("--tgt-tokens", choices=("char", "word"),
+                   help="token unit of the target side, e.g. word for space-separated phones [--tokens]")
     g.add_argument("--lower", action="store_true", help="lower-case text before tokenizing")
     g = t.add_argument_group("model")
     g.add_argument("--embed-size", type=positive_int, help=f"embedding size [{d.embed_size}]")
@@ -242,8 +246,10 @@ def new_run_config(given):
     if "train" not in given and ("valid" in given or "test" in given):
         raise UsageError("--valid and --test go with --train FILE (built-in tasks have their own splits)")
     cfg = TrainConfig(**given)
-    if cfg.task is not None and cfg.tokens != "char":
-        raise UsageError(f"built-in tasks are character-level; --tokens {cfg.tokens} does not apply")
+    if cfg.task is not None and cfg.side_tokens() != ("char", "char"):
+        flag = next(f"--{k.replace('_', '-')} {given[k]}" for k in ("tokens", "src_tokens", "tgt_tokens")
+                    if given.get(k, "char") != "char")
+        raise UsageError(f"built-in tasks are character-level; {flag} does not apply")
     return cfg
 
 

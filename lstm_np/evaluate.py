@@ -3,6 +3,14 @@
 When the same source appears several times (several reference translations), it is translated once and
 scored against all of its references: exact match if the output equals any of them, token accuracy
 against the best-matching one, BLEU and chrF with every reference.
+
+Token error rate (the phoneme error rate of G2P, the character error rate of character tasks):
+
+    TER = Σ_sources d(output, closest reference) / Σ_sources len(closest reference)
+
+with d the Levenshtein distance in tokens (insertions, deletions and substitutions cost 1) and the closest
+reference the one at the smallest distance (on a tie, the longer one). With each distinct source counted once and
+right when it equals any reference, 1 - exact match is the word error rate of G2P.
 """
 import numpy as np
 
@@ -39,6 +47,24 @@ def token_matches(pred, ref):
     return sum(a == b for a, b in zip(p, r))
 
 
+def edit_distance(a, b):
+    """Levenshtein distance between token sequences `a` and `b` (unit costs), by the row-by-row dynamic program:
+    row[j] = distance between a[:i] and b[:j]."""
+    row = list(range(len(b) + 1))                        # a[:0] against b[:j]: j insertions
+    for i, x in enumerate(a, start=1):
+        diagonal, row[0] = row[0], i                     # a[:i] against b[:0]: i deletions
+        for j, y in enumerate(b, start=1):
+            diagonal, row[j] = row[j], min(row[j] + 1,              # delete x
+                                           row[j - 1] + 1,          # insert y
+                                           diagonal + (x != y))     # substitute (free when equal)
+    return row[-1]
+
+
+def closest_reference(pred, refs):
+    """(distance, reference length) of the reference of `refs` closest to `pred` (ties: the longer one)."""
+    return min(((edit_distance(pred, r), len(r)) for r in refs), key=lambda d_n: (d_n[0], -d_n[1]))
+
+
 def corpus_scores(hypotheses, references, tokens):
     """(BLEU 0-100, chrF 0-100) with sacrebleu. Character-level tasks use sacrebleu's char tokenizer.
 
@@ -57,18 +83,20 @@ def evaluate(model, src_vocab, tgt_vocab, pairs, max_len, beam_size=1, with_bleu
     grouped = group_references(pairs)
     sources = [encode_source(src_vocab, s) for s, _ in grouped]
     preds = translate_all(model, sources, max_len, beam_size)
-    exact, matched, total = 0, 0, 0
+    exact, matched, total, errors, ref_tokens = 0, 0, 0, 0, 0
     for pred, (_, refs) in zip(preds, grouped):
         ref_ids = [tgt_vocab.encode(r) for r in refs]
         exact += any(pred == r for r in ref_ids)
         best = max(ref_ids, key=lambda r: token_matches(pred, r) / (len(r) + 1))
         matched += token_matches(pred, best)
         total += len(best) + 1
+        distance, length = closest_reference(pred, ref_ids)
+        errors, ref_tokens = errors + distance, ref_tokens + length
     texts = [tgt_vocab.decode(p) for p in preds]
     if tgt_vocab.lower:  # the model writes lower case: score against lower-cased references, as exact match does
         grouped = [(src, [r.lower() for r in refs]) for src, refs in grouped]
     metrics = {"exact_match": exact / len(grouped), "token_accuracy": matched / total,
-               "examples": len(grouped)}
+               "token_error_rate": errors / max(ref_tokens, 1), "examples": len(grouped)}
     if with_bleu:
         metrics["bleu"], metrics["chrf"] = corpus_scores(texts, [refs for _, refs in grouped], tgt_vocab.tokens)
     return metrics, [(src, refs, text) for (src, refs), text in zip(grouped, texts)]

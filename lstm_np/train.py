@@ -49,7 +49,9 @@ class TrainConfig:
     train: str = None             # TSV of source<TAB>target lines
     valid: str = None             # held-out TSV; without it, `valid_fraction` of --train is held out
     test: str = None              # test TSV; built-in tasks have their own test split
-    tokens: str = "char"          # "char" or "word" tokens (built-in tasks are char-level)
+    tokens: str = "char"          # "char" or "word" tokens on both sides (built-in tasks are char-level)
+    src_tokens: str = None        # the source side's token unit; None: `tokens`
+    tgt_tokens: str = None        # the target side's token unit; None: `tokens` (G2P: letters in, phone words out)
     lower: bool = False           # lower-case text before tokenizing
     valid_fraction: float = 0.05  # share of --train sources (at most 2000) held out when --valid is absent
     # model
@@ -92,6 +94,10 @@ class TrainConfig:
         that run trained with, not today's defaults, so that resuming it continues the same training."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{**FIELDS_BEFORE_THEY_EXISTED, **{k: v for k, v in fields.items() if k in known}})
+
+    def side_tokens(self):
+        """(source, target) token units: each side's own setting, else `tokens`."""
+        return self.src_tokens or self.tokens, self.tgt_tokens or self.tokens
 
     def model_kwargs(self):
         return dict(embed_size=self.embed_size, hidden_size=self.hidden_size, num_layers=self.layers,
@@ -199,8 +205,9 @@ class Trainer:
         if resume:
             self._resume()
         else:
-            self.src_vocab = Vocab.build([s for s, _ in self.splits["train"]], cfg.tokens, cfg.lower)
-            self.tgt_vocab = Vocab.build([t for _, t in self.splits["train"]], cfg.tokens, cfg.lower)
+            src_tokens, tgt_tokens = cfg.side_tokens()
+            self.src_vocab = Vocab.build([s for s, _ in self.splits["train"]], src_tokens, cfg.lower)
+            self.tgt_vocab = Vocab.build([t for _, t in self.splits["train"]], tgt_tokens, cfg.lower)
             self.model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), **cfg.model_kwargs())
             self.opt = self.optimizer()
             self.data_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
@@ -437,14 +444,22 @@ class Trainer:
         """Final evaluation with the better of the last and the best validated weights, on the test set."""
         cfg, s = self.cfg, self.state
         last = self.validate()
-        if self.best_weights is not None and s["best_valid"] > [last["exact_match"], last["token_accuracy"]]:
+        last_score = [last["exact_match"], last["token_accuracy"]]
+        if self.best_weights is not None and s["best_valid"] > last_score:
             assign_parameters(self.model.named_parameters(), self.best_weights, "best weights")
             self.log(f"using the best validated weights (step {s['best_step']}, exact match {s['best_valid'][0]:.4f})")
             last = {"exact_match": s["best_valid"][0]}
+        elif s["best_step"] != s["step"]:
+            # The last weights win: they become the checkpoint's best, so that `translate`, `serve` and a resumed
+            # run see the weights this final test scores.
+            s["best_valid"], s["best_step"] = last_score, s["step"]
+            self.best_weights = self._weights()
+            self.save(with_best=True)
         test_pairs = self.splits["test"] or self.splits["valid"]
         metrics, examples = evaluate(self.model, self.src_vocab, self.tgt_vocab, test_pairs, s["max_len"],
                                      cfg.beam_size, with_bleu=True)
         result = {"test_exact_match": metrics["exact_match"], "test_token_accuracy": metrics["token_accuracy"],
+                  "test_token_error_rate": metrics["token_error_rate"],
                   "test_bleu": metrics["bleu"], "test_chrf": metrics["chrf"], "test_examples": metrics["examples"],
                   "test_set": "test" if self.splits["test"] else "valid",
                   "valid_exact_match": last["exact_match"],
@@ -452,9 +467,9 @@ class Trainer:
                   "steps": s["step"], "epochs": s["epoch"], "beam_size": cfg.beam_size,
                   "history": s["history"], "config": dataclasses.asdict(cfg)}
         self.log(f"test: exact match {result['test_exact_match']:.4f} | token accuracy "
-                 f"{result['test_token_accuracy']:.4f} | BLEU {result['test_bleu']:.2f} | chrF "
-                 f"{result['test_chrf']:.2f} | {result['test_examples']} sources | {s['step']} steps in "
-                 f"{s['train_seconds']:.0f} s")
+                 f"{result['test_token_accuracy']:.4f} | token error rate {result['test_token_error_rate']:.4f} | "
+                 f"BLEU {result['test_bleu']:.2f} | chrF {result['test_chrf']:.2f} | {result['test_examples']} sources | "
+                 f"{s['step']} steps in {s['train_seconds']:.0f} s")
         for src, refs, out in examples[:5]:
             ok = out in refs
             self.log(f"  [{'ok' if ok else '--'}] {src!r} -> {out!r}" + ("" if ok else f"   (expected {refs[0]!r})"))

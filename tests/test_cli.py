@@ -516,3 +516,71 @@ def test_gradcheck_module_prints_every_configuration_and_passes(tmp_path):
     rows = {line.split()[0] for line in r.stdout.splitlines()[4:] if line[:1].isalpha() and "worst" not in line}
     assert {"W_xi", "W_hf", "W_ci", "W_cc", "W_co", "b_o"} <= rows, rows
     assert r.stdout.rstrip().endswith("(PASS)"), r.stdout[-200:]
+
+
+def test_translate_reproduces_the_printed_test_score_when_the_last_weights_win(tmp_path):
+    """The weights the final test scores are the checkpoint's `best`: here the only validation point is at step 5,
+    the run then trains to step 150 without validating, and the final test scores the (far better) last weights;
+    `translate` must load those, not the step-5 ones."""
+    make_data(tmp_path)
+    flags = ["--train", "A.tsv", "--test", "B.tsv", "--hidden-size", "32", "--embed-size", "16", "--batch-size", "8",
+             "--lr", "0.02", "--warmup-steps", "0", "--decay-steps", "150", "--out", "run"]
+    ok(cli(["train", *flags, "--steps", 5, "--eval-every", 5], tmp_path))
+    r = ok(cli(["train", "--out", "run", "--resume", "--steps", 150, "--eval-every", 1000,
+                "--metrics-out", "m.json"], tmp_path))
+    assert "using the best validated weights" not in r.stdout, r.stdout   # the last weights won
+    printed = load_metrics(tmp_path / "m.json")["test_exact_match"]
+    assert printed >= 0.3, f"the run should have learned the task (test exact match {printed})"
+    refs = {}
+    for line in (tmp_path / "B.tsv").read_text().splitlines():
+        src, tgt = line.split("\t")
+        refs.setdefault(src, set()).add(tgt)
+    out = ok(cli(["translate", "--checkpoint", "run", "--with-source"], tmp_path, stdin="\n".join(refs) + "\n"))
+    answers = dict(line.split("\t") for line in out.stdout.splitlines())
+    served = sum(answers[s] in targets for s, targets in refs.items()) / len(refs)
+    assert served == printed, f"translate scores {served}, train printed {printed}"
+    assert manifest_best_step(tmp_path / "run") == 150
+
+
+def manifest_best_step(folder):
+    return int(json.loads((folder / "checkpoint.json").read_text())["best"].split("-")[1].split(".")[0])
+
+
+G2P_LIKE = [("CAT", "K AE T"), ("CATS", "K AE T S"), ("AT", "AE T"), ("TACK", "T AE K"), ("TAT", "T AE T"),
+            ("ACT", "AE K T"), ("SAT", "S AE T"), ("TACKS", "T AE K S")]
+
+
+def test_per_side_tokens_train_letters_in_and_phone_words_out_through_checkpoint_translate_and_serve(tmp_path):
+    """--src-tokens char --tgt-tokens word: a spelled word in, space-separated phones out, as G2P data is written.
+    Each vocabulary is saved with its own unit; translate and the explorer read the source as letters and write
+    phones; the final metrics have the token error rate."""
+    from lstm_np.serve import Explorer
+    write_tsv(tmp_path / "g2p.tsv", G2P_LIKE * 4)
+    r = ok(cli(["train", "--train", "g2p.tsv", "--valid", "g2p.tsv", "--src-tokens", "char", "--tgt-tokens", "word",
+                "--steps", 60, "--lr", "0.03", "--out", "run", "--metrics-out", "m.json"] + TINY, tmp_path))
+    assert "token error rate" in r.stdout
+    src_vocab = json.loads((tmp_path / "run" / "src_vocab.json").read_text())
+    tgt_vocab = json.loads((tmp_path / "run" / "tgt_vocab.json").read_text())
+    assert (src_vocab["tokens"], tgt_vocab["tokens"]) == ("char", "word")
+    assert set(src_vocab["itos"][4:]) == set("CATSK") and set(tgt_vocab["itos"][4:]) == {"K", "AE", "T", "S"}
+    config = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert (config["src_tokens"], config["tgt_tokens"]) == ("char", "word")
+    metrics = load_metrics(tmp_path / "m.json")
+    assert 0 <= metrics["test_token_error_rate"] <= 1 + 1e-9
+    out = ok(cli(["translate", "--checkpoint", "run", "CAT", "TACKS"], tmp_path)).stdout.splitlines()
+    assert len(out) == 2 and all(set(line.split(" ")) <= {"K", "AE", "T", "S"} for line in out), out
+    answer = Explorer.from_checkpoint(str(tmp_path / "run")).translate({"src": ["CAT"]})
+    assert answer["source_tokens"] == ["C", "A", "T", "<eos>"]
+    assert set(answer["target_tokens"][:-1]) <= {"K", "AE", "T", "S"} and answer["translation"] == out[0]
+
+
+def test_tokens_sets_both_sides_and_a_side_flag_overrides_it(tmp_path):
+    from lstm_np.cli import build_parser, train_config
+    base = ["train", "--train", str(tmp_path / "a.tsv"), "--out", str(tmp_path / "r")]
+    for flags, expected in [([], ("char", "char")), (["--tokens", "word"], ("word", "word")),
+                            (["--tokens", "word", "--src-tokens", "char"], ("char", "word")),
+                            (["--tgt-tokens", "word"], ("char", "word"))]:
+        cfg = train_config(build_parser().parse_args(base + flags))
+        assert cfg.side_tokens() == expected, flags
+    one_line_error(cli(["train", "--task", "copy", "--tgt-tokens", "word"], tmp_path), "--tgt-tokens word",
+                   "character-level")

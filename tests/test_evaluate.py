@@ -5,7 +5,8 @@ import pytest
 import sacrebleu
 
 from lstm_np.data import EOS, SPECIALS, Vocab, pad_batch
-from lstm_np.evaluate import corpus_scores, encode_source, evaluate, group_references, token_matches, translate_all
+from lstm_np.evaluate import (closest_reference, corpus_scores, edit_distance, encode_source, evaluate, group_references,
+                              token_matches, translate_all)
 from test_seq2seq import SRC_V, TGT_V, make_model
 
 HYPS = ["the cat sat on the mat .", "a dog barks", "il fait beau"]
@@ -84,3 +85,43 @@ def test_evaluate_scores_each_source_with_its_own_translation():
     metrics, examples = evaluate(model, src_vocab, tgt_vocab, [(t, "xy") for t in texts], max_len=4)
     assert [(src, text) for src, _, text in examples] == list(zip(texts, decoded))
     assert metrics["examples"] == len(texts)
+
+
+@pytest.mark.parametrize("a, b, distance", [
+    ("", "", 0), ("abc", "", 3), ("", "ab", 2), ("abc", "abc", 0),
+    ("kitten", "sitting", 3),       # k→s, e→i, +g
+    ("flaw", "lawn", 2),            # -f, +n
+    ("abcd", "acbd", 2),            # a transposition costs two substitutions
+    ("ab", "ba", 2), ("aaa", "a", 2),
+])
+def test_edit_distance_on_hand_counted_cases(a, b, distance):
+    assert edit_distance(list(a), list(b)) == distance
+    assert edit_distance(list(b), list(a)) == distance
+
+
+def test_closest_reference_is_the_nearest_and_on_a_tie_the_longer():
+    assert closest_reference([1, 2, 3], [[1, 2], [1, 2, 3, 4, 5], [9]]) == (1, 2)
+    assert closest_reference([1, 2, 3], [[1, 2], [1, 2, 3, 4]]) == (1, 4)        # tie at 1: the longer one
+
+
+def test_token_error_rate_sums_distances_over_closest_reference_lengths_once_per_source():
+    """G2P-style: phones as word tokens, two references for one word. By hand: "K AE T" (right, 0 errors against
+    the 3-phone reference it equals), "D AO G" for refs "D AA G" / "D AO G Z" (1 substitution vs 1 insertion: a
+    tie, the 4-phone reference counts), "B ER D" output "B ER" (1 deletion over 3). TER = (0 + 1 + 1) / (3 + 4 + 3);
+    exact match 1/3 (the CAT source appears twice in the data and counts once)."""
+    vocab = Vocab.build(["K AE T D AA G AO Z B ER"], tokens="word")
+    outputs = {"CAT": "K AE T", "DOG": "D AO G", "BIRD": "B ER"}
+
+    class Fixed:  # a stand-in model answering each source with its fixed output (batches are sorted by length)
+        def translate(self, src, max_len, beam_size):
+            return [vocab.encode(outputs[decode_source(row)]) for row in np.asarray(src)]
+
+    src_vocab = Vocab.build(["CAT DOG BIRD"], tokens="char")
+
+    def decode_source(row):
+        return src_vocab.decode([i for i in row if i != EOS and i != 0])
+
+    pairs = [("CAT", "K AE T"), ("DOG", "D AA G"), ("DOG", "D AO G Z"), ("BIRD", "B ER D"), ("CAT", "K AE T")]
+    metrics, _ = evaluate(Fixed(), src_vocab, vocab, pairs, max_len=10)
+    assert metrics["exact_match"] == pytest.approx(1 / 3)
+    assert metrics["token_error_rate"] == pytest.approx(2 / 10)

@@ -54,11 +54,11 @@ def test_resuming_at_20_to_40_equals_40_steps_in_one_go_bit_for_bit(tmp_path, co
     ok(first["once"])
     ok(first["half"])
     assert manifest(tmp_path / "split")["step"] == 20
+    assert manifest(tmp_path / "split")["state"]["best_step"] in (7, 14), "the resume must carry a best checkpoint"
     r = ok(cli(["train", "--out", "split", "--resume", "--steps", 40, "--metrics-out", "split.json"], tmp_path))
     assert "resumed split at step 20" in r.stdout
 
     once, split = manifest(tmp_path / "once"), manifest(tmp_path / "split")
-    assert once["state"]["best_step"] not in (None, 40), "the test needs a best checkpoint before the end"
     for which in ("weights", "optimizer", "best"):
         assert once[which] == split[which], f"{which}: {once[which]} vs {split[which]}"
         a, b = npz(tmp_path / "once" / once[which]), npz(tmp_path / "split" / split[which])
@@ -365,26 +365,19 @@ def test_cli_reports_a_diverged_run_in_one_line_with_exit_code_3(tmp_path, monke
     for needle in ("diverged at step 3", "lower --lr", "--clip", "step 2", "run"):
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     load_model(tmp_path / "run")
+    ok(cli(["translate", "--checkpoint", "run", "abc"], tmp_path))   # the kept checkpoint serves
 
 
-def test_huge_learning_rate_diverges_with_exit_code_3_and_a_loadable_checkpoint(tmp_path):
-    """Real overflow, no patching: lr 1e38 overflows float32 parameters in the first update; lr 1e37 a few
-    steps later (the exact step depends on the numerics; the deterministic cases are the Trainer tests)."""
+def test_huge_learning_rate_diverges_at_the_first_update_with_exit_code_3_and_no_checkpoint(tmp_path):
+    """Real overflow, no patching: Adam's first update moves every parameter with a nonzero gradient by lr/(1-β1)
+    times ±(1-β1) exactly, so lr 1e38 overflows float32 parameters at step 1 on any machine. (A divergence later
+    in a run, after a checkpoint, is tested deterministically above with a poisoned loss or update: when a huge
+    but finite lr overflows depends on the gradients, hence on the floating-point details of the machine.)"""
     make_data(tmp_path)
-    results = cli_many({
-        "first_step": ["train", "--train", "A.tsv", "--lr", "1e38", "--warmup-steps", "0", "--steps", 50,
-                       "--out", "first"] + TINY,
-        "later": ["train", "--train", "A.tsv", "--lr", "1e37", "--warmup-steps", "0", "--steps", 300,
-                  "--eval-every", 5, "--out", "later"] + TINY,
-    }, tmp_path)
-    one_line_error(results["first_step"], "diverged at step 1", "--lr", "--clip", "no checkpoint", code=3)
+    result = cli(["train", "--train", "A.tsv", "--lr", "1e38", "--warmup-steps", "0", "--steps", 50,
+                  "--out", "first"] + TINY, tmp_path)
+    one_line_error(result, "diverged at step 1", "--lr", "--clip", "no checkpoint", code=3)
     assert not (tmp_path / "first" / "checkpoint.json").exists()
-    line = one_line_error(results["later"], "diverged at step", "--lr", "--clip", code=3)
-    if "last good checkpoint" in line:
-        assert f"(step {manifest(tmp_path / 'later')['step']})" in line, line
-        ok(cli(["translate", "--checkpoint", "later", "abc"], tmp_path))
-    else:
-        assert "no checkpoint" in line and not (tmp_path / "later" / "checkpoint.json").exists(), line
 
 # ----------------------------------------------------------------------------- interruption
 

@@ -105,14 +105,46 @@ def test_history_loss_is_the_mean_training_loss_since_the_previous_point(tmp_pat
         assert point["loss"] == pytest.approx(np.mean(losses[3 * k:3 * k + 3]), abs=1e-4)   # the log rounds
 
 
-def test_time_budget_validates_at_tenths_of_it_and_logs_time_left(tmp_path):
+class StepClock:
+    """A stand-in for the trainer's clock in which each optimizer step takes exactly `step_seconds` and nothing
+    else takes time, so that what a time budget decides does not depend on how fast or loaded the machine is."""
+
+    def __init__(self, step_seconds):
+        self.now, self.step_seconds = 1000.0, step_seconds
+
+    def perf_counter(self):
+        return self.now
+
+    def tick(self):
+        self.now += self.step_seconds
+
+
+def on_step_clock(monkeypatch, trainer, step_seconds):
+    """Run `trainer` on a StepClock: its clock reads the fake time, which advances at each optimizer step."""
+    import lstm_np.train as train_module
+    clock = StepClock(step_seconds)
+    monkeypatch.setattr(train_module, "time", clock)
+    real_step = trainer.opt.step
+
+    def step():
+        real_step()
+        clock.tick()
+    monkeypatch.setattr(trainer.opt, "step", step)
+    return clock
+
+
+def test_time_budget_validates_at_tenths_of_it_and_logs_time_left(tmp_path, monkeypatch):
     lines = []
-    metrics = Trainer(config(tmp_path, steps=None, max_seconds=3.0, log_every=20), log=lines.append).run()
-    seconds = [p["seconds"] for p in metrics["history"]]
-    assert 3 <= len(seconds) <= 9, seconds
-    assert all(b - a >= 0.3 for a, b in zip([0.0] + seconds, seconds)), seconds
+    trainer = Trainer(config(tmp_path, steps=None, max_seconds=5.0, log_every=4), log=lines.append)
+    on_step_clock(monkeypatch, trainer, step_seconds=0.125)   # binary fractions: the sums are exact
+    metrics = trainer.run()
+    # a point each time a tenth (0.5 s = 4 steps) has passed, none in the budget's last tenth; the run stops at 5 s
+    assert [p["step"] for p in metrics["history"]] == [4, 8, 12, 16, 20, 24, 28, 32, 36]
+    assert [p["seconds"] for p in metrics["history"]] == [0.5 * k for k in range(1, 10)]
+    assert metrics["steps"] == 40 and metrics["train_seconds"] == 5.0
     step_lines = [line for line in lines if line.startswith("step ")]
-    assert step_lines and all(" s left | loss " in line and "/?" not in line for line in step_lines), step_lines[:2]
+    assert step_lines[0].startswith("step 4 | 0 s, 4 s left | loss "), step_lines[0]   # 0.5 s done, 4.5 s left
+    assert len(step_lines) == 10 and all("/?" not in line for line in step_lines), step_lines[:2]
 
 
 def test_validation_during_training_uses_valid_size_pairs(tmp_path):
