@@ -65,11 +65,10 @@ def beam_scores(out, flags, beam):
     sys.path.insert(0, ROOT)
     from lstm_np.data import read_tsv
     from lstm_np.evaluate import evaluate
-    from lstm_np.train import load_model
+    from lstm_np.run_folder import load_model, trained_max_len
     model, src_vocab, tgt_vocab, _ = load_model(out)
     test = read_tsv(flags[flags.index("--test") + 1])
-    state = json.load(open(os.path.join(out, "checkpoint.json")))["state"]
-    metrics, _ = evaluate(model, src_vocab, tgt_vocab, test, state["max_len"], beam_size=beam, with_bleu=True)
+    metrics, _ = evaluate(model, src_vocab, tgt_vocab, test, trained_max_len(out), beam_size=beam, with_bleu=True)
     return metrics["bleu"], metrics["chrf"], metrics["exact_match"]
 
 

@@ -1,9 +1,11 @@
-"""The `lstm-np` command: train, translate, tasks, serve.
+"""The `lstm-np` command: train, translate, tasks, sweep, serve: flags in, the library's work (train.py,
+run_folder.py, sweep.py, serve.py) called, one-line errors and exit statuses out.
 
     lstm-np train --task NAME [options]            a built-in toy task
     lstm-np train --train A.tsv [--valid B.tsv] [--test C.tsv] [options]
     lstm-np translate --checkpoint DIR "source text" ...     (or one source per line on standard input)
     lstm-np tasks
+    lstm-np sweep [train options] --grid KEY=V1,V2 --seeds N --out DIR    (sweep.py)
     lstm-np serve --checkpoint DIR [--host 127.0.0.1] [--port 8000]    the explorer page (serve.py)
 
 Every error is one line on stderr and a non-zero exit status: 2 for bad usage or input, 3 for a diverged
@@ -11,8 +13,6 @@ run, 130/143 after SIGINT/SIGTERM (a checkpoint is written first). A closed stan
 the command quietly with status 141, as SIGPIPE would.
 """
 import argparse
-import dataclasses
-import json
 import math
 import os
 import signal
@@ -20,17 +20,20 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
+from . import sweep
 from . import tasks as task_lib
 from .attention import ATTENTIONS
 from .cell import PEEPHOLE_INITS, PEEPHOLES
-from .checkpoint import MANIFEST, STEP_FILE, TEMP_PREFIX, CheckpointDir, CheckpointError, read_json
-from .data import DataError
-from .sweep import SweepError
+from .checkpoint import CheckpointError
+from .config import DEFAULT_MAX_SECONDS, TrainConfig, data_name, new_run_config, with_a_limit
+from .data import DataError, pad_batch
+from .evaluate import encode_source, translate_all
+from .run_folder import holds_run, load_model, output_limit, remove_run, saved_train_options, trained_max_len
+from .serve import DEFAULT_MAX_SOURCE_LEN, Explorer, serve
+from .train import Trainer, TrainingError
 
-RUN_FILES = ("checkpoint.json", "config.json", "src_vocab.json", "tgt_vocab.json")
 RUN_CONTROL = {"steps", "epochs", "max_seconds", "stop_at", "metrics_out", "beam_size", "eval_every", "log_every", "out"}
-DEFAULT_MAX_SECONDS = 180.0
-DATA_FILES = {"train", "valid", "test"}
+DATA_FILES = set(sweep.DATA_FILES)
 
 
 class UsageError(Exception):
@@ -71,71 +74,78 @@ def add_threads_flag(group):
 
 def add_train_options(t, for_sweep=False):
     """The options of `lstm-np train` (a sweep passes them to each of its runs and lacks the run-bookkeeping
-    ones: --seed, --out, --resume, --overwrite, --metrics-out, --threads)."""
-    from .train import TrainConfig
+    ones: --seed, --out, --resume, --overwrite, --metrics-out, --threads); -> {dest: the argparse Action}."""
     d = TrainConfig()
+    actions = {}
+
+    def add(group, *flags, **kwargs):
+        action = group.add_argument(*flags, **kwargs)
+        actions[action.dest] = action
     g = t.add_argument_group("data")
-    g.add_argument("--task", choices=sorted(task_lib.TASKS), help="a built-in toy task (see 'lstm-np tasks')")
-    g.add_argument("--train", metavar="FILE", help="training pairs, one 'source<TAB>target' per line")
-    g.add_argument("--valid", metavar="FILE", help=f"validation pairs [{d.valid_fraction:.0%}% of --train held out]")
-    g.add_argument("--test", metavar="FILE", help="test pairs for the final report [the validation pairs]")
-    g.add_argument("--tokens", choices=("char", "word"), help=f"token unit of both sides [{d.tokens}]")
-    g.add_argument("--src-tokens", choices=("char", "word"),
+    add(g, "--task", choices=sorted(task_lib.TASKS), help="a built-in toy task (see 'lstm-np tasks')")
+    add(g, "--train", metavar="FILE", help="training pairs, one 'source<TAB>target' per line")
+    add(g, "--valid", metavar="FILE", help=f"validation pairs [{d.valid_fraction:.0%}% of --train held out]")
+    add(g, "--test", metavar="FILE", help="test pairs for the final report [the validation pairs]")
+    add(g, "--tokens", choices=("char", "word"), help=f"token unit of both sides [{d.tokens}]")
+    add(g, "--src-tokens", choices=("char", "word"),
                    help="token unit of the source side, e.g. char for spelled words [--tokens]")
-    g.add_argument("--tgt-tokens", choices=("char", "word"),
+    add(g, "--tgt-tokens", choices=("char", "word"),
                    help="token unit of the target side, e.g. word for space-separated phones [--tokens]")
-    g.add_argument("--lower", action="store_true", help="lower-case text before tokenizing")
+    add(g, "--lower", action="store_true", help="lower-case text before tokenizing")
     g = t.add_argument_group("model")
-    g.add_argument("--embed-size", type=positive_int, help=f"embedding size [{d.embed_size}]")
-    g.add_argument("--hidden-size", type=positive_int, help=f"LSTM units per layer and direction [{d.hidden_size}]")
-    g.add_argument("--layers", type=positive_int, help=f"LSTM layers in encoder and decoder [{d.layers}]")
-    g.add_argument("--peephole", choices=PEEPHOLES, help=f"peephole variant [{d.peephole}]")
-    g.add_argument("--peephole-init", choices=PEEPHOLE_INITS,
+    add(g, "--embed-size", type=positive_int, help=f"embedding size [{d.embed_size}]")
+    add(g, "--hidden-size", type=positive_int, help=f"LSTM units per layer and direction [{d.hidden_size}]")
+    add(g, "--layers", type=positive_int, help=f"LSTM layers in encoder and decoder [{d.layers}]")
+    add(g, "--peephole", choices=PEEPHOLES, help=f"peephole variant [{d.peephole}]")
+    add(g, "--peephole-init", choices=PEEPHOLE_INITS,
                    help=f"initial peephole weights: zero, or uniform like the others [{d.peephole_init}]")
-    g.add_argument("--bidirectional", action="store_true", help="bidirectional encoder")
-    g.add_argument("--dropout", type=dropout_rate, help=f"dropout between stacked layers [{d.dropout}]")
-    g.add_argument("--attention", choices=("none",) + ATTENTIONS, help=f"attention over the source [{d.attention}]")
-    g.add_argument("--peeky", action=argparse.BooleanOptionalAction,
+    add(g, "--bidirectional", action="store_true", help="bidirectional encoder")
+    add(g, "--dropout", type=dropout_rate, help=f"dropout between stacked layers [{d.dropout}]")
+    add(g, "--embed-dropout", type=dropout_rate, help=f"dropout on the source and target embeddings [{d.embed_dropout}]")
+    add(g, "--output-dropout", type=dropout_rate, help=f"dropout on the output layer's input [{d.output_dropout}]")
+    add(g, "--attention", choices=("none",) + ATTENTIONS, help=f"attention over the source [{d.attention}]")
+    add(g, "--peeky", action=argparse.BooleanOptionalAction,
                    help="feed the encoder's summary to every decoder step [on]")
-    g.add_argument("--reverse-source", action=argparse.BooleanOptionalAction,
+    add(g, "--reverse-source", action=argparse.BooleanOptionalAction,
                    help="the encoder reads the source reversed [on unless --bidirectional]")
-    g.add_argument("--dtype", choices=("float32", "float64"), help=f"precision [{d.dtype}]")
+    add(g, "--dtype", choices=("float32", "float64"), help=f"precision [{d.dtype}]")
     g = t.add_argument_group("optimisation")
-    g.add_argument("--lr", type=positive_float, help=f"Adam peak learning rate [{d.lr:g}, chosen on character-level "
+    add(g, "--lr", type=positive_float, help=f"Adam peak learning rate [{d.lr:g}, chosen on character-level "
                    "data; with attention on word-level data of thousands of words, 3e-3 did far better: see the "
                    "README's Tatoeba table]")
-    g.add_argument("--batch-size", type=positive_int, help=f"pairs per step [{d.batch_size}]")
-    g.add_argument("--clip", type=positive_float, help=f"gradient-norm clipping threshold [{d.clip:g}]")
-    g.add_argument("--weight-decay", type=nonneg_float, help=f"L2 weight decay [{d.weight_decay:g}]")
-    g.add_argument("--warmup-steps", type=nonneg_int, help=f"learning-rate warm-up steps [{d.warmup_steps}]")
-    g.add_argument("--peephole-lr-scale", type=nonneg_float,
+    add(g, "--batch-size", type=positive_int, help=f"pairs per step [{d.batch_size}]")
+    add(g, "--clip", type=positive_float, help=f"gradient-norm clipping threshold [{d.clip:g}]")
+    add(g, "--weight-decay", type=nonneg_float, help=f"L2 weight decay [{d.weight_decay:g}]")
+    add(g, "--warmup-steps", type=nonneg_int, help=f"learning-rate warm-up steps [{d.warmup_steps}]")
+    add(g, "--peephole-lr-scale", type=nonneg_float,
                    help=f"the peephole weights learn at lr x this (0 freezes them) [{d.peephole_lr_scale:g}]")
-    g.add_argument("--decay-steps", type=positive_int,
+    add(g, "--decay-steps", type=positive_int,
                    help="cosine decay horizon [fitted to --max-seconds; constant lr without it]")
     g = t.add_argument_group("duration and output")
-    g.add_argument("--steps", type=positive_int, help="stop after N optimizer steps in all")
-    g.add_argument("--epochs", type=positive_int, help="stop after N passes over the training data")
-    g.add_argument("--stop-at", type=number_type(float, "a fraction in (0, 1]", lambda v: 0 < v <= 1),
+    add(g, "--steps", type=positive_int, help="stop after N optimizer steps in all")
+    add(g, "--epochs", type=positive_int, help="stop after N passes over the training data")
+    add(g, "--stop-at", type=number_type(float, "a fraction in (0, 1]", lambda v: 0 < v <= 1),
                    help="also stop once a validation point reaches this exact match (e.g. 0.99)")
-    g.add_argument("--max-seconds", type=positive_float,
+    add(g, "--max-seconds", type=positive_float,
                    help=f"stop after S seconds of training, counting the steps, validation and checkpoints but "
                         f"not loading the data or the final test evaluation [{DEFAULT_MAX_SECONDS:g} if neither "
                         f"--steps nor --epochs]")
     if not for_sweep:
-        g.add_argument("--seed", type=nonneg_int, help=f"seed of weights, data order and dropout [{d.seed}]")
-    g.add_argument("--eval-every", type=positive_int,
+        add(g, "--seed", type=nonneg_int, help=f"seed of weights, data order and dropout [{d.seed}]")
+    add(g, "--eval-every", type=positive_int,
                    help="validate and checkpoint every N steps [each tenth of --max-seconds; else every 250]")
-    g.add_argument("--valid-size", type=positive_int,
+    add(g, "--valid-size", type=positive_int,
                    help=f"held-out pairs validated during training [{d.valid_size}]")
-    g.add_argument("--log-every", type=positive_int, help=f"one log line every N steps [{d.log_every}]")
-    g.add_argument("--beam-size", type=positive_int, help=f"beam width of the final test evaluation [{d.beam_size}]")
+    add(g, "--log-every", type=positive_int, help=f"one log line every N steps [{d.log_every}]")
+    add(g, "--beam-size", type=positive_int, help=f"beam width of the final test evaluation [{d.beam_size}]")
     if for_sweep:
-        return
-    g.add_argument("--out", metavar="DIR", help="checkpoint directory [runs/<task or training file name>]")
-    g.add_argument("--resume", action="store_true", default=False, help="continue the run saved in --out")
-    g.add_argument("--overwrite", action="store_true", default=False, help="replace a run already saved in --out")
-    g.add_argument("--metrics-out", metavar="FILE", help="write the final metrics as JSON")
+        return actions
+    add(g, "--out", metavar="DIR", help="checkpoint directory [runs/<task or training file name>]")
+    add(g, "--resume", action="store_true", default=False, help="continue the run saved in --out")
+    add(g, "--overwrite", action="store_true", default=False, help="replace a run already saved in --out")
+    add(g, "--metrics-out", metavar="FILE", help="write the final metrics as JSON")
     add_threads_flag(g)
+    return actions
 
 
 def build_parser():
@@ -183,7 +193,6 @@ def build_parser():
     g.add_argument("--plot", metavar="PNG", help="save learning curves and final scores (matplotlib)")
     add_train_options(s, for_sweep=True)
 
-    from .serve import DEFAULT_MAX_SOURCE_LEN
     sv = sub.add_parser("serve", help="explore a trained model in the browser: translation, attention, gates",
                         description="Serve the explorer page and its JSON API (GET /api/model, "
                                     "/api/translate?src=...) for a trained checkpoint, until Ctrl-C.")
@@ -200,71 +209,41 @@ def build_parser():
 
 def train_config(args):
     """TrainConfig from the given flags; with --resume, the saved config with only run-control flags changed."""
-    from .train import TrainConfig
     given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "overwrite", "threads")}
     for k in DATA_FILES & given.keys():
         # saved absolute in config.json, so that `--resume` works from any directory
         given[k] = os.path.abspath(given[k])
-    if args.resume:
-        if "out" not in given:
-            raise UsageError("--resume needs --out DIR, the directory of the run to continue")
-        if not os.path.exists(os.path.join(given["out"], MANIFEST)):
-            raise UsageError(f"nothing to resume: {given['out']} holds no checkpoint")
-        saved = read_json(os.path.join(given["out"], "config.json"))
-        saved = saved.get("train") if isinstance(saved, dict) else None
-        if not isinstance(saved, dict):
-            raise CheckpointError(f"{given['out']}/config.json: no training configuration")
-        cfg = TrainConfig.saved(saved)
-        for k in DATA_FILES:
-            if getattr(cfg, k) is not None:   # a run saved with a relative path resolves from here, as before
-                setattr(cfg, k, os.path.abspath(getattr(cfg, k)))
-        for k, v in given.items():
-            if k not in RUN_CONTROL and v != getattr(cfg, k):
-                raise UsageError(f"--{k.replace('_', '-')} cannot change when resuming (the run has "
-                                 f"{getattr(cfg, k)!r}); start a new run in another --out instead")
-        # a run resumed with new limits: each limit given now replaces the saved one
-        for k in ("steps", "epochs", "max_seconds", "stop_at"):
-            setattr(cfg, k, given.get(k))
-        for k in RUN_CONTROL - {"steps", "epochs", "max_seconds", "stop_at"}:
-            if k in given:
-                setattr(cfg, k, given[k])
-    else:
+    if not args.resume:
         cfg = new_run_config(given)
         if cfg.out is None:
             cfg.out = os.path.join("runs", data_name(cfg))
-    if cfg.steps is None and cfg.epochs is None and cfg.max_seconds is None:
-        cfg.max_seconds = DEFAULT_MAX_SECONDS
-    return cfg
-
-
-def new_run_config(given):
-    """TrainConfig of a new run from the given options (data paths already absolute); UsageError if they do
-    not describe one."""
-    from .train import TrainConfig
-    if ("task" in given) == ("train" in given):
-        raise UsageError("give exactly one of --task NAME or --train FILE")
-    if "train" not in given and ("valid" in given or "test" in given):
-        raise UsageError("--valid and --test go with --train FILE (built-in tasks have their own splits)")
-    cfg = TrainConfig(**given)
-    if cfg.task is not None and cfg.side_tokens() != ("char", "char"):
-        flag = next(f"--{k.replace('_', '-')} {given[k]}" for k in ("tokens", "src_tokens", "tgt_tokens")
-                    if given.get(k, "char") != "char")
-        raise UsageError(f"built-in tasks are character-level; {flag} does not apply")
-    return cfg
-
-
-def data_name(cfg):
-    """What a run's default folder is named after: the task, or the training file's name."""
-    return cfg.task or os.path.splitext(os.path.basename(cfg.train))[0]
+        return cfg
+    if "out" not in given:
+        raise UsageError("--resume needs --out DIR, the directory of the run to continue")
+    if not holds_run(given["out"]):
+        raise UsageError(f"nothing to resume: {given['out']} holds no checkpoint")
+    cfg = TrainConfig.saved(saved_train_options(given["out"]))
+    for k in DATA_FILES:
+        if getattr(cfg, k) is not None:   # a run saved with a relative path resolves from here, as before
+            setattr(cfg, k, os.path.abspath(getattr(cfg, k)))
+    for k, v in given.items():
+        if k not in RUN_CONTROL and v != getattr(cfg, k):
+            raise UsageError(f"--{k.replace('_', '-')} cannot change when resuming (the run has "
+                             f"{getattr(cfg, k)!r}); start a new run in another --out instead")
+    # a run resumed with new limits: each limit given now replaces the saved one
+    for k in ("steps", "epochs", "max_seconds", "stop_at"):
+        setattr(cfg, k, given.get(k))
+    for k in RUN_CONTROL - {"steps", "epochs", "max_seconds", "stop_at"}:
+        if k in given:
+            setattr(cfg, k, given[k])
+    return with_a_limit(cfg)
 
 
 def cmd_train(args):
-    from .train import Trainer
     cfg = train_config(args)
     if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
         raise UsageError(f"--out {cfg.out} is a file; the checkpoint needs a directory")
-    exists = os.path.exists(os.path.join(cfg.out, MANIFEST))
-    if not args.resume and exists:
+    if not args.resume and holds_run(cfg.out):
         if not args.overwrite:
             raise UsageError(f"{cfg.out} already holds a run: add --resume to continue it, --overwrite to "
                              f"replace it, or choose another --out")
@@ -273,33 +252,21 @@ def cmd_train(args):
     result = trainer.run()
     if result is None:
         name = signal.Signals(trainer.stop_signal).name
-        print(f"{name}: stopped at step {trainer.state['step']}; checkpoint saved in {cfg.out} "
+        print(f"{name}: stopped at step {trainer.state.step}; checkpoint saved in {cfg.out} "
               f"(continue with: lstm-np train --out {cfg.out} --resume)", file=sys.stderr)
         return 128 + trainer.stop_signal
     return 0
 
 
-def remove_run(folder):
-    """Delete the files of a saved run (only those lstm_np writes), for --overwrite."""
-    for name in os.listdir(folder):
-        if name in RUN_FILES or STEP_FILE.fullmatch(name) or name.startswith(TEMP_PREFIX):
-            os.remove(os.path.join(folder, name))
-
-
 def cmd_translate(args):
-    from .evaluate import encode_source, translate_all
-    from .train import load_model
     model, src_vocab, tgt_vocab, _ = load_model(args.checkpoint, which="best")
     if args.plot_attention and model.attention is None:
         raise UsageError("--plot-attention needs a model trained with --attention (this one has none)")
     texts = args.text if args.text else [line.rstrip("\r\n") for line in sys.stdin]
     if not texts:
         return 0
-    state = CheckpointDir(args.checkpoint).manifest().get("state")
-    trained_max_len = state.get("max_len") if isinstance(state, dict) else None
-    max_len = args.max_len or max(trained_max_len if isinstance(trained_max_len, int) else 0,
-                                  2 * max(len(src_vocab.encode(t)) for t in texts) + 10)
-    from .data import pad_batch
+    max_len = args.max_len or output_limit(max(len(src_vocab.encode(t)) for t in texts),
+                                           trained_max_len(args.checkpoint))
     for n, text in enumerate(texts, start=1):
         warn_unknown(n, text, src_vocab)
     sources = [encode_source(src_vocab, t) for t in texts]
@@ -343,70 +310,24 @@ SWEEP_FLAGS = {"grid", "seeds", "workers", "scheduler", "out", "retry_errors", "
 
 
 def cmd_sweep(args):
-    from . import sweep as sw
+    plot = getattr(args, "plot", None)
     if "summary" in args:
-        return print_sweep_summary(args.summary, args.threshold, getattr(args, "plot", None))
-    from .train import TrainConfig
-    given = {k: v for k, v in vars(args).items() if k not in SWEEP_FLAGS | {"command"}}
-    for k in DATA_FILES & given.keys():
-        given[k] = os.path.abspath(given[k])
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    grid = sw.parse_grid(args.grid, known)
-    both = sorted(grid.keys() & given.keys())
-    if both:
-        raise UsageError(f"--{both[0].replace('_', '-')} is given both as a train option and as a --grid key")
-    if not {"task", "train"} & (given.keys() | grid.keys()):
-        raise UsageError("give --task NAME or --train FILE (or a --grid over them)")
-    runs = sw.plan(given, grid, args.seeds, grid_value_parser())
-    for run in runs:
-        if run.error is None:
-            try:
-                cfg = new_run_config({**run.options, **{k: os.path.abspath(v) for k, v in run.options.items()
-                                                         if k in DATA_FILES}})
-            except UsageError as e:
-                run.options, run.error = None, str(e)
-                continue
-            if cfg.steps is None and cfg.epochs is None and cfg.max_seconds is None:
-                cfg.max_seconds = DEFAULT_MAX_SECONDS
-            run.options = dataclasses.asdict(cfg)
-    name = given.get("task") or (data_name(TrainConfig(train=given["train"])) if "train" in given else "grid")
-    out = getattr(args, "out", None) or os.path.join("runs", f"sweep-{name}")
-    # what a rerun must repeat, data paths relative to the results folder: a moved or cloned repository keeps it
-    identity = {k: os.path.relpath(v, os.path.abspath(out)) if k in DATA_FILES else v for k, v in given.items()}
-    store = sw.ResultsStore(out, list(grid), json.loads(json.dumps(identity)), [r.id for r in runs])
-    todo = [r for r in runs if not store.has(r, args.retry_errors)]
-    workers = args.workers or len(os.sched_getaffinity(0))
-    where = f"the Dask cluster at {args.scheduler}" if "scheduler" in args else f"{workers} local workers"
-    print(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already done; {len(todo)} to run on {where} "
-          f"-> {out}", flush=True)
-    done = len(runs) - len(todo)
-
-    def report(run, outcome):
-        nonlocal done
-        row = store.record(run, outcome)
-        done += 1
-        what = (f"exact match {float(row['test_exact_match']):.4f} in {float(row['train_seconds']):.0f} s, "
-                f"{row['steps']} steps" if row["status"] == "ok" else f"error: {row['error']}")
-        print(f"[{done}/{len(runs)}] {run.label()}: {what}", flush=True)
-
+        return print_sweep_summary(args.summary, args.threshold, plot)
+    options = {k: v for k, v in vars(args).items() if k not in SWEEP_FLAGS | {"command"}}
+    for k in DATA_FILES & options.keys():
+        options[k] = os.path.abspath(options[k])
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)   # SIGTERM stops like Ctrl-C
     try:
-        for run in todo:
-            if run.error is not None:
-                report(run, sw.failed(run.error))
-        ready = [r for r in todo if r.error is None]
-        outcomes = (sw.dask_outcomes(ready, args.scheduler) if "scheduler" in args
-                    else sw.local_outcomes(ready, workers, store.runs_dir,
-                                           notify=lambda line: print(f"lstm-np: {line}", file=sys.stderr, flush=True)))
-        for run, outcome in outcomes:
-            report(run, outcome)
-    except KeyboardInterrupt:
-        print(f"lstm-np: interrupted; {done} of {len(runs)} runs are in {store.csv_path} (the same command "
-              f"continues)", file=sys.stderr)
+        runs, store = sweep.run(options, args.grid, args.seeds, grid_value_parser(), getattr(args, "out", None),
+                                args.workers, getattr(args, "scheduler", None), args.retry_errors,
+                                report=lambda line: print(line, flush=True),
+                                notify=lambda line: print(f"lstm-np: {line}", file=sys.stderr, flush=True))
+    except sweep.SweepInterrupted as e:
+        print(f"lstm-np: {e}", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print_sweep_summary(out, args.threshold, getattr(args, "plot", None), runs)
+    print_sweep_summary(store.folder, args.threshold, plot, [r.id for r in runs])
     failed = [r for r in runs if store.rows[r.id]["status"] == "error"]
     if failed:
         print(f"lstm-np: {len(failed)} of {len(runs)} runs failed (status error in {store.csv_path}; "
@@ -419,8 +340,7 @@ def grid_value_parser():
     """parse_value(key, text) for `sweep.plan`: a grid value typed and checked as `train` would, or
     ValueError. Switches (--peeky, --bidirectional, ...) take true/false (also on/off, yes/no, 1/0)."""
     parser = Parser(prog="lstm-np train", argument_default=argparse.SUPPRESS)
-    add_train_options(parser, for_sweep=True)
-    actions = {a.dest: a for a in parser._actions}
+    actions = add_train_options(parser, for_sweep=True)
     truth = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
 
     def parse_value(key, text):
@@ -436,42 +356,20 @@ def grid_value_parser():
     return parse_value
 
 
-def print_sweep_summary(folder, threshold, plot=None, runs=None):
-    """The summary table of the sweep in `folder` (of `runs` only, when given), also saved as summary.md."""
-    from . import study
-    from . import sweep as sw
-    saved = read_json(os.path.join(folder, "sweep.json"))
-    if not isinstance(saved, dict) or not isinstance(saved.get("grid_keys"), list):
-        raise UsageError(f"{folder}/sweep.json: not a sweep lstm_np wrote")
-    keys = saved["grid_keys"]
-    csv_path = os.path.join(folder, "results.csv")
-    rows = sw.read_results(csv_path, keys) if os.path.exists(csv_path) else {}
-    if runs is not None:
-        rows = {r.id: rows[r.id] for r in runs if r.id in rows}
-    if not rows:
-        raise UsageError(f"{folder}: no finished runs yet")
-    ids = list(rows)
-    histories = [sw.ResultsStore.history_of(folder, i) for i in ids]
-    summary = study.summarize(list(rows.values()), keys, histories, threshold)
-    table = study.format_summary(summary, keys, threshold)
-    print(table)
-    from .files import atomic_write
-    atomic_write(os.path.join(folder, "summary.md"), lambda f: f.write((table + "\n").encode("utf-8")))
+def print_sweep_summary(folder, threshold, plot=None, run_ids=None):
+    """Print the summary table of the sweep in `folder` (sweep.summary); with `plot`, save its figure."""
+    print(sweep.summary(folder, threshold, plot, run_ids))
     if plot:
-        from .plot import plot_sweep
-        plot_sweep(plot, list(rows.values()), keys, histories)
         print(f"plot saved to {plot}", file=sys.stderr)
     return 0
 
 
 def cmd_serve(args):
-    from .serve import Explorer, serve
     explorer = Explorer.from_checkpoint(args.checkpoint, max_source_len=args.max_source_len)
     return serve(explorer, args.host, args.port)
 
 
 def main(argv=None):
-    from .train import TrainingError
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -495,7 +393,7 @@ def main(argv=None):
     except OSError as e:   # "path: reason" rather than "[Errno 2] No such file or directory: 'path'"
         print(f"lstm-np: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2
-    except (UsageError, DataError, CheckpointError, SweepError, ValueError, TypeError) as e:
+    except (UsageError, DataError, CheckpointError, sweep.SweepError, ValueError, TypeError) as e:
         print(f"lstm-np: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

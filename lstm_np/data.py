@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from .checks import check_int, check_size
 from .files import atomic_write
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -108,11 +109,9 @@ class Vocab:
         broken lexicographically, so the result is deterministic), at most `max_size` entries in all
         (the 4 specials included)."""
         _check_mode(tokens)
-        if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
-            raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
-        if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)
-                                     or max_size < len(SPECIALS)):
-            raise ValueError(f"max_size must be None or an int >= {len(SPECIALS)}, got {max_size!r}")
+        check_int("min_freq", min_freq, low=1)
+        if max_size is not None:
+            check_int("max_size", max_size, low=len(SPECIALS))
         counts = Counter(tok for text in texts for tok in tokenize(text, tokens, lower))
         kept = sorted((tok for tok, n in counts.items() if n >= min_freq),
                       key=lambda tok: (-counts[tok], tok))
@@ -263,8 +262,7 @@ def batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | 
     the batch order with `rng`.  shuffle=False returns consecutive batches in the original order.
     The same `rng` state gives the same batches.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    check_size("batch_size", batch_size)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)                  # (N,)
     n = len(lengths)
     if not shuffle:

@@ -6,7 +6,7 @@ returns the input gradient and ACCUMULATES (+=) the parameter gradients; `zero_g
 
 import numpy as np
 
-from .checks import check_dtype, check_size
+from .checks import check_dtype, check_int, check_size
 
 __all__ = ["Embedding", "Linear"]
 
@@ -25,13 +25,8 @@ class Embedding:
         self.num_embeddings = check_size("num_embeddings", num_embeddings)
         self.embedding_dim = check_size("embedding_dim", embedding_dim)
         dtype = check_dtype(dtype)
-        if padding_idx is not None and (
-            isinstance(padding_idx, bool)
-            or not isinstance(padding_idx, (int, np.integer))
-            or not 0 <= padding_idx < self.num_embeddings
-        ):
-            raise ValueError(f"padding_idx must be None or an int in [0, {self.num_embeddings}), got {padding_idx!r}")
-        self.padding_idx = None if padding_idx is None else int(padding_idx)
+        self.padding_idx = None if padding_idx is None else check_int("padding_idx", padding_idx, 0,
+                                                                      self.num_embeddings - 1)
         rng = np.random.default_rng(seed)
         # Drawn in float64 and then cast, so float32 and float64 layers with one seed hold the same numbers.
         self.W = (0.1 * rng.standard_normal((self.num_embeddings, self.embedding_dim))).astype(dtype)  # (V, E)

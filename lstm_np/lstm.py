@@ -27,7 +27,7 @@ anyway, so inspecting a model costs nothing when nobody asks.
 import numpy as np
 
 from .cell import GATES, LSTMCell, check_peephole, to_gate_major
-from .checks import as_float_array, check_dtype, check_size
+from .checks import as_float_array, check_dtype, check_int, check_number, check_size
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -46,8 +46,7 @@ class LSTM:
     def __init__(self, input_size, hidden_size, num_layers=1, peephole="full", bidirectional=False,
                  dropout=0.0, dtype=np.float64, seed=0, peephole_init="uniform"):
         self.num_layers = check_size("num_layers", num_layers)
-        if not isinstance(dropout, (int, float, np.floating)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        check_number("dropout", dropout, 0, 1, high_inclusive=False)
         if not isinstance(bidirectional, (bool, np.bool_)):
             raise TypeError(f"bidirectional must be True or False, got {bidirectional!r}")
         self.peephole = check_peephole(peephole)
@@ -71,10 +70,8 @@ class LSTM:
     # ----------------------------------------------------------------------------------------------
     def cell(self, layer=0, direction=0):
         """The LSTMCell holding the weights of that layer and direction (0 forward, 1 reverse)."""
-        if not 0 <= layer < self.num_layers:
-            raise ValueError(f"layer must be in [0, {self.num_layers}), got {layer}")
-        if not 0 <= direction < self.num_directions:
-            raise ValueError(f"direction must be in [0, {self.num_directions}), got {direction}")
+        layer = check_int("layer", layer, 0, self.num_layers - 1)
+        direction = check_int("direction", direction, 0, self.num_directions - 1)
         return self._cells[layer * self.num_directions + direction]
 
     def named_parameters(self):

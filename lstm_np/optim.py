@@ -18,27 +18,25 @@ import math
 
 import numpy as np
 
+from .checks import check_int, check_number
 from .functional import fma as _exact_fma
 
 __all__ = ["Adam", "AdamW", "SGD", "clip_grad_norm", "WarmupDecay"]
 
-def _plain_muladd(a, b, c):
-    return a * b + c
+_BLOCK = 1 << 16  # elements per block of an update (256 KB in float32): its ~13 passes run over a block in cache
+_sqrt = np.sqrt  # _sqrt(x, out=...): correctly rounded; see the module docstring for why tests may replace it
 
 
-_BLOCK = 1 << 16  # elements per block of the in-place plain update (256 KB in float32): its buffers stay in cache
-_sqrt = np.sqrt  # correctly rounded; see the module docstring for why tests may replace it
-
-
-def _check_number(name, value, low=0.0, low_inclusive=True):
-    """A finite real number >= low (or > low)."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (value >= low if low_inclusive else value > low)
-    if not ok:
-        raise ValueError(f"{name} must be a finite number {'>=' if low_inclusive else '>'} {low}, got {value!r}")
-    return value
+def _blocks(*arrays):
+    """Matching blocks of _BLOCK elements of same-shaped arrays (views: writes go through), or the arrays
+    whole when one of them is not C-contiguous. A None (a buffer the update does not use) stays None."""
+    given = [a for a in arrays if a is not None]
+    if not all(a.flags.c_contiguous for a in given):
+        yield arrays
+        return
+    flat = [None if a is None else a.reshape(-1) for a in arrays]
+    for start in range(0, given[0].size, _BLOCK):
+        yield tuple(None if a is None else a[start:start + _BLOCK] for a in flat)
 
 
 def _check_params(params):
@@ -78,7 +76,7 @@ def _check_lr_scale(lr_scale, params):
     for pattern, factor in lr_scale.items():
         if not isinstance(pattern, str):
             raise TypeError(f"lr_scale keys must be parameter-name patterns (str), got {pattern!r}")
-        factor = _check_number(f"lr_scale[{pattern!r}]", factor)
+        factor = check_number(f"lr_scale[{pattern!r}]", factor, low=0)
         matched = [name for name, _, _ in params if fnmatch.fnmatchcase(name, pattern)]
         if not matched:
             raise ValueError(f"lr_scale pattern {pattern!r} matches no parameter (names look like "
@@ -92,15 +90,21 @@ def _check_lr_scale(lr_scale, params):
 
 
 class _Optimizer:
-    """Shared plumbing: the parameter list, a validated `lr` and per-parameter `lr_scale`, zero_grad, and
-    state_dict I/O.
+    """Shared plumbing: the parameter list, a validated `lr` and per-parameter `lr_scale`, the step loop
+    (block by block), zero_grad, and state_dict I/O.
 
     lr_scale ({fnmatch pattern: multiplier}, e.g. {"*.W_c": 0.1}): the parameters whose names match take
     steps with lr · multiplier, exactly as a torch param group whose lr is that product (0 freezes them).
     The schedule sets `lr`; the multipliers ride on it. They are configuration, not state: `state_dict()`
     does not hold them.
 
-    Subclasses set `self.step_count` and fill `self._state` ({key: buffer}, one buffer per parameter).
+    exact: whether a·b + c rounds once (`functional.fma`, torch's bits, ~15x the cost) or twice (plain numpy).
+    None means exact for float64 parameters (where docs/design.md promises torch's bits) and plain for float32
+    (where training speed matters and the bits are not promised).
+
+    Subclasses fill `self._state` ({key: buffer}, one buffer per parameter), name a parameter's buffers in
+    `_buffers_of` and write their update once, in `_update`, for one block of a parameter: the step runs it
+    block by block in both modes, so its passes stay in cache and its scratch buffers stay one block small.
     """
 
     def __init__(self, params, lr, exact=None, lr_scale=None):
@@ -109,33 +113,38 @@ class _Optimizer:
         if exact not in (None, True, False):
             raise ValueError(f"exact must be None, True or False, got {exact!r}")
         self.exact = exact
-        self.lr_scale = dict(lr_scale or {})
         self._scale = _check_lr_scale(lr_scale, self.params)
         self.step_count = 0
         self._state = {}
-        self._buffers = {}
+        self._scratches = {}
 
     def lr_of(self, name):
         """The learning rate parameter `name` steps with now: lr, times its lr_scale multiplier if it has one."""
         scale = self._scale.get(name)
         return self.lr if scale is None else self.lr * scale
 
-    def muladd(self, p):
-        """a·b + c for parameter p: rounded once (`functional.fma`, torch's bits, ~15x the cost) when exact,
-        else plain numpy. exact=None means exact for float64 parameters (where docs/design.md promises torch's
-        bits) and plain for float32 (where training speed matters and the bits are not promised)."""
-        return _exact_fma if self._exact_for(p) else _plain_muladd
+    def step(self):
+        self.step_count += 1
+        for name, p, g in self.params:
+            lr, exact = self.lr_of(name), p.dtype == np.float64 if self.exact is None else self.exact
+            for block in _blocks(p, g, *self._buffers_of(name)):
+                self._update(*block, lr=lr, exact=exact)
 
-    def _exact_for(self, p):
-        return p.dtype == np.float64 if self.exact is None else self.exact
+    def _muladd(self, a, b, c, exact, out):
+        """out ← a·b + c, rounded once when exact, else twice (through a scratch buffer); out may be a or c."""
+        if exact:
+            out[...] = _exact_fma(a, b, c)
+        else:
+            np.add(np.multiply(a, b, out=self._scratch(out, "product")), c, out=out)
+        return out
 
     def _scratch(self, p, k):
-        """Scratch buffer k shaped like p, carved from one flat buffer per (k, dtype) that grows to the
-        largest block asked for: in-place updates without allocating per step."""
+        """Scratch buffer k shaped like p (a block at most), carved from one flat buffer per (k, dtype) that
+        grows to the largest asked for: in-place updates without allocating per step."""
         key = (k, p.dtype)
-        buf = self._buffers.get(key)
+        buf = self._scratches.get(key)
         if buf is None or buf.size < p.size:
-            buf = self._buffers[key] = np.empty(p.size, dtype=p.dtype)
+            buf = self._scratches[key] = np.empty(p.size, dtype=p.dtype)
         return buf[:p.size].reshape(p.shape)
 
     @property
@@ -144,7 +153,7 @@ class _Optimizer:
 
     @lr.setter
     def lr(self, value):  # validated on every assignment, since schedules set it every step
-        self._lr = _check_number("lr", value)
+        self._lr = check_number("lr", value, low=0)
 
     def zero_grad(self):
         for _, _, grad in self.params:
@@ -199,83 +208,37 @@ class Adam(_Optimizer):
         super().__init__(params, lr, exact, lr_scale)
         if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = tuple(_check_number("betas", beta) for beta in betas)
-        if not all(beta < 1 for beta in self.betas):
-            raise ValueError(f"betas must each be in [0, 1), got {betas!r}")
-        self.eps = _check_number("eps", eps)
-        self.weight_decay = _check_number("weight_decay", weight_decay)
+        self.betas = tuple(check_number("betas", beta, 0, 1, high_inclusive=False) for beta in betas)
+        self.eps = check_number("eps", eps, low=0)
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0)
         for name, value, _ in self.params:
             self._state["m/" + name] = np.zeros_like(value)  # first moment (mean of g)
             self._state["v/" + name] = np.zeros_like(value)  # second moment (mean of g²)
 
-    def step(self):
-        self.step_count += 1
+    def _buffers_of(self, name):
+        return self._state["m/" + name], self._state["v/" + name]
+
+    def _update(self, p, g, m, v, lr, exact):
         t = self.step_count
         beta1, beta2 = self.betas
         wd = self.weight_decay
-        bias_correction1 = 1 - beta1 ** t
+        step_size = lr / (1 - beta1 ** t)                                # α_t
         bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5                 # torch: `** 0.5`, not math.sqrt
-        for name, p, g in self.params:
-            m, v = self._state["m/" + name], self._state["v/" + name]
-            lr = self.lr_of(name)
-            step_size = lr / bias_correction1                            # α_t
-            if not self._exact_for(p):
-                self._plain_step(p, g, m, v, lr, step_size, bias_correction2_sqrt)
-                continue
-            fma = self.muladd(p)
-            if wd != 0 and self._decoupled_weight_decay:
-                p *= 1 - lr * wd                                         # p ← p (1 - lr λ)   (AdamW)
-            elif wd != 0:
-                g = fma(p, wd, g)                                        # g ← g + λ p
-            w = p.dtype.type(1 - beta1)                                  # lerp weight, in p's dtype as torch casts it
-            if abs(w) < 0.5:
-                m[...] = fma(g - m, w, m)                                # m ← m + w (g - m)
-            else:
-                m[...] = fma(g - m, w - 1, g)                            # m ← g - (1 - w)(g - m)
-            v *= beta2
-            v[...] = fma((1 - beta2) * g, g, v)                          # v ← β2 v + (1 - β2) g²
-            denom = _sqrt(v) / bias_correction2_sqrt + self.eps          # √v̂ + ε
-            p += ((-step_size) * m) / denom                              # p ← p - α_t m / denom
-
-
-    def _plain_step(self, p, g, m, v, lr, step_size, bias_correction2_sqrt):
-        """The same update with plain (separately rounded) arithmetic, in the same operation order as the
-        exact path with `_plain_muladd` (so the same bits), but in place and block by block: the ~13 passes
-        of the update then run over a block that stays in cache, instead of streaming a parameter of
-        several MB from memory 13 times and allocating a temporary for each operation. The price: up to three
-        scratch buffers of one block each per dtype, kept for the optimizer's life (0.75 MB in float32).
-        Its sqrt is numpy's: the `_sqrt` seam of the module docstring concerns the exact path only."""
-        arrays = (p, g, m, v)
-        if not all(a.flags.c_contiguous for a in arrays):
-            self._plain_block(p, g, m, v, lr, step_size, bias_correction2_sqrt)
-            return
-        flat = [a.reshape(-1) for a in arrays]                           # views: writes go through
-        for start in range(0, p.size, _BLOCK):
-            self._plain_block(*(a[start:start + _BLOCK] for a in flat), lr, step_size, bias_correction2_sqrt)
-
-    def _plain_block(self, p, g, m, v, lr, step_size, bias_correction2_sqrt):
-        beta1, beta2 = self.betas
-        wd = self.weight_decay
         tmp, upd = self._scratch(p, 0), self._scratch(p, 1)
         if wd != 0 and self._decoupled_weight_decay:
             p *= 1 - lr * wd                                             # p ← p (1 - lr λ)   (AdamW)
         elif wd != 0:
-            g_wd = np.multiply(p, wd, out=self._scratch(p, 2))
-            g_wd += g
-            g = g_wd                                                     # g ← g + λ p   (grad left untouched)
-        w = p.dtype.type(1 - beta1)
+            g = self._muladd(p, wd, g, exact, out=self._scratch(p, 2))   # g ← g + λ p   (grad left untouched)
+        w = p.dtype.type(1 - beta1)                                      # lerp weight, in p's dtype as torch casts it
         np.subtract(g, m, out=tmp)                                       # g - m
         if abs(w) < 0.5:
-            tmp *= w
-            m += tmp                                                     # m ← m + w (g - m)
+            self._muladd(tmp, w, m, exact, out=m)                        # m ← m + w (g - m)
         else:
-            tmp *= w - 1
-            np.add(tmp, g, out=m)                                        # m ← g - (1 - w)(g - m)
+            self._muladd(tmp, w - 1, g, exact, out=m)                    # m ← g - (1 - w)(g - m)
         v *= beta2
         np.multiply(g, 1 - beta2, out=tmp)
-        tmp *= g
-        v += tmp                                                         # v ← β2 v + (1 - β2) g²
-        np.sqrt(v, out=tmp)
+        self._muladd(tmp, g, v, exact, out=v)                            # v ← β2 v + (1 - β2) g²
+        _sqrt(v, out=tmp)
         tmp /= bias_correction2_sqrt
         tmp += self.eps                                                  # denom = √v̂ + ε
         np.multiply(m, -step_size, out=upd)
@@ -307,8 +270,8 @@ class SGD(_Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, exact=None, lr_scale=None):
         super().__init__(params, lr, exact, lr_scale)
-        self.momentum = _check_number("momentum", momentum)
-        self.weight_decay = _check_number("weight_decay", weight_decay)
+        self.momentum = check_number("momentum", momentum, low=0)
+        self.weight_decay = check_number("weight_decay", weight_decay, low=0)
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True requires momentum > 0")
         self.nesterov = bool(nesterov)
@@ -316,23 +279,21 @@ class SGD(_Optimizer):
             for name, value, _ in self.params:
                 self._state["momentum/" + name] = np.zeros_like(value)  # b
 
-    def step(self):
-        self.step_count += 1
+    def _buffers_of(self, name):
+        return (self._state.get("momentum/" + name),)
+
+    def _update(self, p, g, b, lr, exact):
         mu, wd = self.momentum, self.weight_decay
-        for name, p, g in self.params:
-            lr = self.lr_of(name)
-            fma = self.muladd(p)
-            if wd != 0:
-                g = fma(p, wd, g)                          # g ← g + λ p
-            if mu != 0:
-                b = self._state["momentum/" + name]
-                if self.step_count == 1:
-                    b[...] = g                             # b ← g
-                else:
-                    b *= mu
-                    b += g                                 # b ← μ b + g
-                g = fma(b, mu, g) if self.nesterov else b  # g ← g + μ b   or   g ← b
-            p[...] = fma(g, -lr, p)                        # p ← p - lr g
+        if wd != 0:
+            g = self._muladd(p, wd, g, exact, out=self._scratch(p, 0))         # g ← g + λ p
+        if mu != 0:
+            if self.step_count == 1:
+                b[...] = g                                                 # b ← g
+            else:
+                b *= mu
+                b += g                                                     # b ← μ b + g
+            g = self._muladd(b, mu, g, exact, out=self._scratch(p, 1)) if self.nesterov else b   # g ← g + μ b  or  b
+        self._muladd(g, -lr, p, exact, out=p)                              # p ← p - lr g
 
 
 def clip_grad_norm(params, max_norm):
@@ -344,7 +305,7 @@ def clip_grad_norm(params, max_norm):
     A non-finite norm (inf or nan gradients) is returned unchanged and nothing is scaled, so the caller
     can see it and skip the step.
     """
-    max_norm = _check_number("max_norm", max_norm, low=0.0, low_inclusive=False)
+    max_norm = check_number("max_norm", max_norm, low=0, low_inclusive=False)
     grads = [grad for _, _, grad in params]
     norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
     if math.isfinite(norm) and norm > max_norm:
@@ -355,42 +316,50 @@ def clip_grad_norm(params, max_norm):
 
 
 class WarmupDecay:
-    """Learning rate for optimizer step `step` (0-based): linear warm-up, then cosine or linear decay.
+    """Learning rate for optimizer step `step` (0-based): linear warm-up, then cosine or linear decay, or none.
 
         min_lr = final_lr_fraction · base_lr
-        1) step < warmup_steps:   lr = base_lr · (step + 1) / warmup_steps
+        warm   = min(warmup_steps, total_steps)      (a horizon refitted below the warm-up cuts it short)
+        1) step < warm:           lr = base_lr · (step + 1) / warm
                                   linear, on the line through 0 at step -1, so step 0 already moves and
-                                  step warmup_steps - 1 reaches base_lr
-        2) step >= total_steps:   lr = min_lr, constant from then on
-        3) otherwise:             progress = (step - warmup_steps) / (total_steps - warmup_steps)   in [0, 1)
+                                  step warm - 1 reaches base_lr
+        2) total_steps is None:   lr = base_lr, constant after the warm-up (no horizon: no decay)
+        3) step >= total_steps:   lr = min_lr, constant from then on
+        4) otherwise:             progress = (step - warm) / (total_steps - warm)   in [0, 1)
                                   coeff = (1 + cos(π · progress)) / 2     (kind="cosine")
                                   coeff = 1 - progress                    (kind="linear")
                                   lr = min_lr + coeff · (base_lr - min_lr)
+
+    `refit(total_steps)` moves the horizon (a trainer fitting the decay to a time budget does so as it learns
+    its speed); the learning rate of a step depends only on the step and the horizon at that moment.
     """
 
-    def __init__(self, base_lr, warmup_steps, total_steps, final_lr_fraction=0.1, kind="cosine"):
-        self.base_lr = _check_number("base_lr", base_lr)
-        for name, value in (("warmup_steps", warmup_steps), ("total_steps", total_steps)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-        if total_steps < warmup_steps:
+    def __init__(self, base_lr, warmup_steps, total_steps=None, final_lr_fraction=0.1, kind="cosine"):
+        self.base_lr = check_number("base_lr", base_lr, low=0)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, low=0)
+        if total_steps is not None and check_int("total_steps", total_steps, low=0) < warmup_steps:
             raise ValueError(f"total_steps ({total_steps}) must be >= warmup_steps ({warmup_steps})")
-        self.warmup_steps, self.total_steps = int(warmup_steps), int(total_steps)
-        self.final_lr_fraction = _check_number("final_lr_fraction", final_lr_fraction)
-        if self.final_lr_fraction > 1:
-            raise ValueError(f"final_lr_fraction must be in [0, 1], got {final_lr_fraction!r}")
+        self.refit(total_steps)
+        self.final_lr_fraction = check_number("final_lr_fraction", final_lr_fraction, 0, 1)
         if kind not in ("cosine", "linear"):
             raise ValueError(f"kind must be 'cosine' or 'linear', got {kind!r}")
         self.kind = kind
 
+    def refit(self, total_steps):
+        """Set the horizon: the step where the decay ends (None: no decay)."""
+        self.total_steps = None if total_steps is None else check_int("total_steps", total_steps, low=0)
+
     def __call__(self, step):
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"step must be an int >= 0, got {step!r}")
+        check_int("step", step, low=0)
+        total = self.total_steps
+        warm = self.warmup_steps if total is None else min(self.warmup_steps, total)
+        if step < warm:                                                        # 1) warm-up
+            return self.base_lr * (step + 1) / warm
+        if total is None:                                                      # 2) no decay
+            return self.base_lr
         min_lr = self.final_lr_fraction * self.base_lr
-        if step < self.warmup_steps:                                           # 1) warm-up
-            return self.base_lr * (step + 1) / self.warmup_steps
-        if step >= self.total_steps:                                           # 2) after the end
+        if step >= total:                                                      # 3) after the end
             return min_lr
-        progress = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)   # 3) decay
+        progress = (step - warm) / (total - warm)                              # 4) decay
         coeff = 0.5 * (1 + math.cos(math.pi * progress)) if self.kind == "cosine" else 1 - progress
         return min_lr + coeff * (self.base_lr - min_lr)

@@ -13,18 +13,28 @@ concatenated into the decoder's initial state, layer by layer.
 concatenated to the decoder's input at every step and, without attention, to the output layer's input, so
 the decoder never has to carry it through its own state. With attention the output layer reads Luong's
 attentional hidden state h~_t = tanh(W_c [ctx_t ; h_t]) instead; peeky then only widens the decoder's input.
+
+Dropout, in training mode only, inverted (kept units scaled by 1/(1-p), so eval mode needs no rescaling):
+`dropout` between stacked LSTM layers (lstm.py), `embed_dropout` on both embeddings' outputs (each token's
+vector, unit by unit) and `output_dropout` on the output layer's input. The masks come from the encoder's and
+the decoder's LSTM generators, which checkpoints save, so a resumed run draws the same masks.
 """
 import contextlib
 
 import numpy as np
 
 from .attention import Attention, check_attention
-from .checks import check_dtype, check_size
+from .checks import check_dtype, check_int, check_number, check_size
 from .data import PAD, UNK, lengths_of, reverse_within_lengths, teacher_forcing_input
 from .decoding import attention_weights, beam_search, greedy
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
 from .lstm import LSTM
+
+
+def dropout_mask(rng, shape, p, dtype):
+    """Inverted dropout: 0 with probability p, else 1/(1-p), so that E[mask] = 1."""
+    return (rng.random(shape) >= p).astype(dtype) / (1.0 - p)
 
 
 def check_ids(name, ids, vocab_size):
@@ -46,11 +56,13 @@ class Encoder:
     """src ids (B, S) -> keys (B, S, Hd), h0, c0 (L, B, Hd) for the decoder, mask (B, S)."""
 
     def __init__(self, vocab_size, embed_size, hidden_size, num_layers, peephole, bidirectional, dropout,
-                 reverse_source, dtype, seeds, peephole_init="uniform"):
+                 reverse_source, dtype, seeds, peephole_init="uniform", embed_dropout=0.0):
         self.embed = Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0], padding_idx=PAD)
         self.lstm = LSTM(embed_size, hidden_size, num_layers, peephole, bidirectional, dropout, dtype, seeds[1],
                          peephole_init)
         self.reverse_source = reverse_source
+        self.embed_dropout = embed_dropout
+        self._embed_mask = None
 
     def named_parameters(self):
         return ([("encoder.embed." + n, v, g) for n, v, g in self.embed.named_parameters()]
@@ -60,6 +72,10 @@ class Encoder:
         lengths = lengths_of(src)                                           # (B,)
         ids = reverse_within_lengths(src, lengths) if self.reverse_source else src
         x = self.embed.forward(ids.T)                                       # (S, B, E) time-major
+        self._embed_mask = None
+        if self.lstm.training and self.embed_dropout > 0:
+            self._embed_mask = dropout_mask(self.lstm.rng, x.shape, self.embed_dropout, x.dtype)
+            x = x * self._embed_mask                                        # x ⊙ m, m ∈ {0, 1/(1-p)}  (S, B, E)
         y, (h_n, c_n) = self.lstm.forward(x, lengths=lengths)               # (S, B, Hd), (L*nd, B, H)
         L, nd, H = self.lstm.num_layers, self.lstm.num_directions, self.lstm.hidden_size
         B = src.shape[0]
@@ -80,16 +96,18 @@ class Encoder:
 
         dy = np.zeros((S, B, nd * H), self.lstm.dtype) if dkeys is None else dkeys.transpose(1, 0, 2)
         dx, _ = self.lstm.backward(dy, unbridge(dh0), unbridge(dc0))
-        self.embed.backward(dx)
+        self.embed.backward(dx if self._embed_mask is None else dx * self._embed_mask)   # ∂L/∂x = ∂L/∂(x ⊙ m) ⊙ m
 
 
 class Decoder:
     """Teacher-forced or step-by-step decoding: ids (T, B) + states -> logits (T, B, V), new states."""
 
     def __init__(self, vocab_size, embed_size, hidden_size, num_layers, peephole, dropout, attention, peeky,
-                 dtype, seeds, peephole_init="uniform"):
+                 dtype, seeds, peephole_init="uniform", embed_dropout=0.0, output_dropout=0.0):
         self.embed = Embedding(vocab_size, embed_size, dtype=dtype, seed=seeds[0], padding_idx=PAD)
         self.peeky = peeky
+        self.embed_dropout, self.output_dropout = embed_dropout, output_dropout
+        self._embed_mask = self._out_mask = None
         lstm_in = embed_size + (hidden_size if peeky else 0)
         self.lstm = LSTM(lstm_in, hidden_size, num_layers, peephole, False, dropout, dtype, seeds[1], peephole_init)
         self.attn = None
@@ -115,6 +133,11 @@ class Decoder:
         -> logits (T, B, V), (h_n, c_n), attention weights (B, T, S) or None."""
         T = ids.shape[0]
         x = self.embed.forward(ids)                                         # (T, B, E)
+        training = self.lstm.training
+        self._embed_mask = self._out_mask = None
+        if training and self.embed_dropout > 0:
+            self._embed_mask = dropout_mask(self.lstm.rng, x.shape, self.embed_dropout, x.dtype)
+            x = x * self._embed_mask                                        # x ⊙ m                    (T, B, E)
         if self.peeky:
             x = np.concatenate([x, np.broadcast_to(summary, (T,) + summary.shape)], axis=2)  # (T, B, E+Hd)
         y, (h_n, c_n) = self.lstm.forward(x, h0, c0)                        # (T, B, Hd)
@@ -128,12 +151,17 @@ class Decoder:
             out_in = np.concatenate([y, np.broadcast_to(summary, y.shape)], axis=2)         # [h_t ; summary]
         else:
             out_in = y
+        if training and self.output_dropout > 0:
+            self._out_mask = dropout_mask(self.lstm.rng, out_in.shape, self.output_dropout, out_in.dtype)
+            out_in = out_in * self._out_mask                                # what the output layer reads, ⊙ m
         return self.out.forward(out_in), (h_n, c_n), alpha                 # (T, B, V)
 
     def backward(self, dlogits):
         """-> dh0, dc0 (L, B, Hd), dsummary (B, Hd) or None, dkeys (B, S, Hd) or None."""
         Hd = self.lstm.hidden_size
         d_out_in = self.out.backward(dlogits)
+        if self._out_mask is not None:
+            d_out_in = d_out_in * self._out_mask                            # ∂L/∂out_in = ∂L/∂(out_in ⊙ m) ⊙ m
         dsummary, dkeys = None, None
         if self.attn is not None:
             d_pre = d_out_in * (1 - self._h_att * self._h_att)              # through tanh
@@ -149,7 +177,8 @@ class Decoder:
         if self.peeky:
             ds = dx[:, :, E:].sum(axis=0)
             dsummary = ds if dsummary is None else dsummary + ds
-        self.embed.backward(dx[:, :, :E])
+        dx_embed = dx[:, :, :E]
+        self.embed.backward(dx_embed if self._embed_mask is None else dx_embed * self._embed_mask)
         return dh0, dc0, dsummary, dkeys
 
 
@@ -167,11 +196,12 @@ class Seq2Seq:
 
     def __init__(self, src_vocab_size, tgt_vocab_size, embed_size=64, hidden_size=128, num_layers=1,
                  peephole="full", bidirectional=False, dropout=0.0, attention=None, dtype=np.float32, seed=0,
-                 peeky=None, reverse_source=None, peephole_init="uniform"):
-        for name, v in [("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size)]:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= UNK:
-                raise ValueError(f"{name} must be an integer > {UNK} (the special tokens take ids 0..{UNK}), got {v!r}")
+                 peeky=None, reverse_source=None, peephole_init="uniform", embed_dropout=0.0, output_dropout=0.0):
+        check_int("src_vocab_size", src_vocab_size, low=UNK + 2)   # the special tokens take ids 0..UNK
+        check_int("tgt_vocab_size", tgt_vocab_size, low=UNK + 2)
         check_size("embed_size", embed_size)   # checked here: the Embedding layers would call it embedding_dim
+        embed_dropout = float(check_number("embed_dropout", embed_dropout, low=0, high=1, high_inclusive=False))
+        output_dropout = float(check_number("output_dropout", output_dropout, low=0, high=1, high_inclusive=False))
         self.attention = check_attention(attention)
         self.peeky = (attention is None) if peeky is None else bool(peeky)
         self.reverse_source = (not bidirectional and attention is None) if reverse_source is None \
@@ -180,17 +210,18 @@ class Seq2Seq:
                            embed_size=embed_size, hidden_size=hidden_size, num_layers=num_layers,
                            peephole=peephole, bidirectional=bool(bidirectional), dropout=dropout,
                            attention=attention, dtype=check_dtype(dtype).name, seed=seed, peeky=self.peeky,
-                           reverse_source=self.reverse_source, peephole_init=peephole_init)
+                           reverse_source=self.reverse_source, peephole_init=peephole_init,
+                           embed_dropout=embed_dropout, output_dropout=output_dropout)
         try:
             seed_seq = np.random.SeedSequence(seed)
         except (TypeError, ValueError):
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}") from None
         seeds = [int(s.generate_state(1)[0]) for s in seed_seq.spawn(7)]  # one per module
         self.encoder = Encoder(src_vocab_size, embed_size, hidden_size, num_layers, peephole, bidirectional,
-                               dropout, self.reverse_source, dtype, seeds[:2], peephole_init)
+                               dropout, self.reverse_source, dtype, seeds[:2], peephole_init, embed_dropout)
         Hd = hidden_size * self.encoder.lstm.num_directions
         self.decoder = Decoder(tgt_vocab_size, embed_size, Hd, num_layers, peephole, dropout, attention,
-                               self.peeky, dtype, seeds[2:], peephole_init)
+                               self.peeky, dtype, seeds[2:], peephole_init, embed_dropout, output_dropout)
         self.dtype = self.encoder.lstm.dtype
         self._cache = None
 
@@ -253,9 +284,7 @@ class Seq2Seq:
         return_attention, a list of (len(out) + 1, S) attention arrays over the source's positions, the
         last row for the step that emits EOS; None without attention)."""
         beam_size, max_len = check_size("beam_size", beam_size), check_size("max_len", max_len)
-        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(length_penalty) or length_penalty < 0:
-            raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty!r}")
+        check_number("length_penalty", length_penalty, low=0)
         with self._decoding():
             if beam_size == 1:
                 out, _ = greedy(self, src, max_len, length_penalty)

@@ -40,9 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 
 from . import tasks as task_lib
-from .checkpoint import CheckpointDir
 from .data import EOS, SPECIALS, tokenize
-from .train import load_model
+from .run_folder import load_model, output_limit, trained_max_len
 
 DEFAULT_MAX_SOURCE_LEN = 200     # tokens a source may have (the EOS the encoder reads after them not counted)
 MAX_BEAM = 16                    # widest beam the API accepts
@@ -87,11 +86,8 @@ class Explorer:
     def from_checkpoint(cls, path, max_source_len=DEFAULT_MAX_SOURCE_LEN):
         """The checkpoint's best weights (as `lstm-np translate` loads them); CheckpointError if unusable."""
         model, src_vocab, tgt_vocab, saved = load_model(path, which="best")
-        state = CheckpointDir(path).manifest().get("state")
-        max_len = state.get("max_len") if isinstance(state, dict) else None
         name = str(path).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or str(path)
-        return cls(model, src_vocab, tgt_vocab, saved, name, max_len if isinstance(max_len, int) else None,
-                   max_source_len)
+        return cls(model, src_vocab, tgt_vocab, saved, name, trained_max_len(path), max_source_len)
 
     # ----------------------------------------------------------------------------------------------
     def model_info(self):
@@ -123,7 +119,7 @@ class Explorer:
         args = self._parse(query)
         tokens, ids = self._source(args["src"])
         model = self.model
-        max_len = max(self.trained_max_len or 0, 2 * len(ids) + 10)   # the output limit `lstm-np translate` uses
+        max_len = output_limit(len(ids), self.trained_max_len)       # the output limit `lstm-np translate` uses
         src = np.array([ids + [EOS]])                                  # (1, m): the source, then EOS
         with self.lock:
             outputs = model.translate(src, max_len=max_len, beam_size=args["beam"])

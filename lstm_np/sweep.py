@@ -9,6 +9,10 @@ sweep's train options plus the run's grid values and seed, on one BLAS thread. I
     results.csv         one row per finished run (RESULT_COLUMNS), rewritten atomically as each run finishes
     runs/<run>.json     each run's metrics, with its learning curve ("history")
     runs/<run>.log      each run's log
+    summary.md          the summary table (study.py), written by `summary`
+
+`run(...)` is the whole of it (the plan, the engine, the records; a callback reports each finished run), as
+`lstm-np sweep` calls it.
 
 Running the same command again runs only the runs without a row (`--retry-errors`: and those that failed).
 A run that fails (a bad value, a divergence) gets a row with status "error" and a one-line message; the
@@ -25,21 +29,32 @@ import csv
 import dataclasses
 import io
 import itertools
+import json
 import os
 import re
 
+from threadpoolctl import threadpool_limits
+
+from . import study
 from .checkpoint import read_json, write_json
+from .config import ConfigError, TrainConfig, data_name, new_run_config
 from .files import atomic_write
+from .train import Trainer
 
 RESULT_COLUMNS = ("seed", "status", "test_exact_match", "test_token_accuracy", "test_bleu", "final_loss",
                   "train_seconds", "steps", "error")    # after the grid keys
 METRICS = ("test_exact_match", "test_token_accuracy", "test_bleu", "final_loss", "train_seconds", "steps")
 NOT_SWEPT = {"out", "resume", "overwrite", "metrics_out", "seed"}   # run bookkeeping, never a grid key
+DATA_FILES = ("train", "valid", "test")                              # options naming files
 FORMAT = "lstm_np-sweep-1"
 
 
 class SweepError(ValueError):
     """A sweep that cannot start or continue (bad grid, a folder holding another sweep); one-line message."""
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C (or SIGTERM made one) stopped a sweep; every finished run is recorded. The message says how many."""
 
 
 @dataclasses.dataclass
@@ -107,13 +122,90 @@ def plan(options, grid, seeds, parse_value):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# the sweep
+def run(options, grid_items, seeds, parse_value, out=None, workers=None, scheduler=None, retry_errors=False,
+        report=print, notify=print):
+    """Plan the sweep and run, on the Dask cluster at `scheduler` or `workers` local processes (all cores), what
+    its folder `out` does not hold yet, recording each run as it finishes. -> (runs, ResultsStore).
+
+    options: the TrainConfig fields every run is given (data paths absolute); grid_items: ["KEY=V1,V2", ...];
+    parse_value as in `plan`. report(line): the plan, then one line per finished run; notify(line): a worker
+    that died. SweepError for a sweep that cannot start; SweepInterrupted on KeyboardInterrupt."""
+    grid = parse_grid(grid_items, {f.name for f in dataclasses.fields(TrainConfig)})
+    both = sorted(grid.keys() & options.keys())
+    if both:
+        raise SweepError(f"--{both[0].replace('_', '-')} is given both as a train option and as a --grid key")
+    if not {"task", "train"} & (options.keys() | grid.keys()):
+        raise SweepError("give --task NAME or --train FILE (or a --grid over them)")
+    runs = plan(options, grid, seeds, parse_value)
+    for r in runs:
+        if r.error is None:
+            try:
+                paths = {k: os.path.abspath(v) for k, v in r.options.items() if k in DATA_FILES}
+                r.options = dataclasses.asdict(new_run_config({**r.options, **paths}))
+            except ConfigError as e:
+                r.options, r.error = None, str(e)
+    name = options.get("task") or (data_name(TrainConfig(train=options["train"])) if "train" in options else "grid")
+    out = out or os.path.join("runs", f"sweep-{name}")
+    # what a rerun must repeat, data paths relative to the results folder: a moved or cloned repository keeps it
+    identity = {k: os.path.relpath(v, os.path.abspath(out)) if k in DATA_FILES else v for k, v in options.items()}
+    store = ResultsStore(out, list(grid), json.loads(json.dumps(identity)), [r.id for r in runs])
+    todo = [r for r in runs if not store.has(r, retry_errors)]
+    workers = workers or len(os.sched_getaffinity(0))
+    where = f"the Dask cluster at {scheduler}" if scheduler else f"{workers} local workers"
+    report(f"sweep: {len(runs)} runs, {len(runs) - len(todo)} already done; {len(todo)} to run on {where} -> {out}")
+    done = len(runs) - len(todo)
+
+    def record(run, outcome):
+        nonlocal done
+        row = store.record(run, outcome)
+        done += 1
+        what = (f"exact match {float(row['test_exact_match']):.4f} in {float(row['train_seconds']):.0f} s, "
+                f"{row['steps']} steps" if row["status"] == "ok" else f"error: {row['error']}")
+        report(f"[{done}/{len(runs)}] {run.label()}: {what}")
+
+    try:
+        for r in todo:
+            if r.error is not None:
+                record(r, failed(r.error))
+        ready = [r for r in todo if r.error is None]
+        outcomes = (dask_outcomes(ready, scheduler) if scheduler
+                    else local_outcomes(ready, workers, store.runs_dir, notify=notify))
+        for r, outcome in outcomes:
+            record(r, outcome)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(f"interrupted; {done} of {len(runs)} runs are in {store.csv_path} (the same command "
+                               f"continues)") from None
+    return runs, store
+
+
+def summary(folder, threshold, plot=None, run_ids=None):
+    """The Markdown summary table of the sweep in `folder` (of the runs `run_ids` only, when given), also saved
+    as summary.md; with `plot`, its figure (plot.plot_sweep) saved there."""
+    saved = read_json(os.path.join(folder, "sweep.json"))
+    if not isinstance(saved, dict) or not isinstance(saved.get("grid_keys"), list):
+        raise SweepError(f"{folder}/sweep.json: not a sweep lstm_np wrote")
+    keys = saved["grid_keys"]
+    csv_path = os.path.join(folder, "results.csv")
+    rows = read_results(csv_path, keys) if os.path.exists(csv_path) else {}
+    if run_ids is not None:
+        rows = {i: rows[i] for i in run_ids if i in rows}
+    if not rows:
+        raise SweepError(f"{folder}: no finished runs yet")
+    histories = [ResultsStore.history_of(folder, i) for i in rows]
+    table = study.format_summary(study.summarize(list(rows.values()), keys, histories, threshold), keys, threshold)
+    atomic_write(os.path.join(folder, "summary.md"), lambda f: f.write((table + "\n").encode("utf-8")))
+    if plot:
+        from .plot import plot_sweep   # matplotlib: an optional extra
+        plot_sweep(plot, list(rows.values()), keys, histories)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------------
 # one run (in a worker process)
 def run_training(options, marker=None):
     """Train one run; never raises for the run's own failure. -> {"row": metrics or error, "metrics": the
     metrics JSON or None, "log": text}. `marker`: a file holding this process's id while the run is on."""
-    from threadpoolctl import threadpool_limits
-
-    from .train import TrainConfig, Trainer
     lines = []
     if marker is not None:
         with open(marker, "w") as f:

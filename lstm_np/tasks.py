@@ -12,6 +12,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .checks import check_int
+
 
 class Sizes(NamedTuple):
     """Number of examples in each split."""
@@ -139,9 +141,7 @@ def _below_1000(n: int) -> list[str]:
 
 def number_to_words(n: int) -> str:
     """English words of 0 <= n <= 999999: 1234 → "one thousand two hundred thirty-four"."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= 999_999:
-        raise ValueError(f"n must be an int in [0, 999999], got {n!r}")
-    n = int(n)
+    n = check_int("n", n, 0, 999_999)
     if n == 0:
         return "zero"
     words = []
@@ -186,8 +186,7 @@ def make_splits(name: str, n_train: int | None = None, n_valid: int | None = Non
     task = get_task(name)
     sizes = Sizes(*(task.sizes[k] if n is None else n for k, n in enumerate((n_train, n_valid, n_test))))
     for field, n in zip(Sizes._fields, sizes):
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"{field} must be an int >= 0, got {n!r}")
+        check_int(field, n, low=0)
     total = sum(sizes)
     rng = np.random.default_rng(seed)
     seen: set[str] = set()

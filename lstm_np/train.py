@@ -28,87 +28,25 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import tasks as task_lib
+from .batch_stream import BatchStream
 from .cell import peephole_lr_scale
-from .checkpoint import (MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, read_json,
-                         write_json)
-from .data import EOS, Vocab, batches, pad_batch, read_tsv
+from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, write_json
+from .config import TrainConfig
+from .data import EOS, Vocab, read_tsv
 from .evaluate import encode_source, evaluate
 from .optim import Adam, WarmupDecay, clip_grad_norm
+from .run_folder import load_model, output_limit, write_run_files
 from .seq2seq import Seq2Seq
+from .train_state import TrainState
 
+__all__ = ["TrainConfig", "Trainer", "TrainingError", "load_data"]
 
-@dataclass
-class TrainConfig:
-    # data
-    task: str = None              # a built-in task name, or None to read --train
-    train: str = None             # TSV of source<TAB>target lines
-    valid: str = None             # held-out TSV; without it, `valid_fraction` of --train is held out
-    test: str = None              # test TSV; built-in tasks have their own test split
-    tokens: str = "char"          # "char" or "word" tokens on both sides (built-in tasks are char-level)
-    src_tokens: str = None        # the source side's token unit; None: `tokens`
-    tgt_tokens: str = None        # the target side's token unit; None: `tokens` (G2P: letters in, phone words out)
-    lower: bool = False           # lower-case text before tokenizing
-    valid_fraction: float = 0.05  # share of --train sources (at most 2000) held out when --valid is absent
-    # model
-    embed_size: int = 64          # token embedding size
-    hidden_size: int = 128        # LSTM units per layer and direction
-    layers: int = 1               # LSTM layers in encoder and decoder
-    peephole: str = "full"        # "full", "diagonal" or "none" (docs/design.md §1)
-    peephole_init: str = "zero"   # peephole weights start at "zero" (the recipe: docs/design.md §7) or "uniform"
-    bidirectional: bool = False   # bidirectional encoder
-    dropout: float = 0.0          # dropout between stacked LSTM layers
-    attention: str = "luong"      # "none", "luong", "luong-general" or "bahdanau"
-    peeky: bool = True            # feed the encoder's summary to every decoder step (with or without attention)
-    reverse_source: bool = None   # encoder reads the source reversed; None: yes unless bidirectional
-    dtype: str = "float32"        # parameter and activation precision
-    # optimisation
-    lr: float = 1e-2              # Adam peak learning rate
-    batch_size: int = 64          # sentence pairs per step
-    clip: float = 5.0             # global gradient-norm clipping threshold
-    weight_decay: float = 0.0     # L2 penalty folded into the gradient (torch's Adam)
-    warmup_steps: int = 30        # linear warm-up from lr/warmup_steps to lr
-    peephole_lr_scale: float = 0.1  # the peephole weights step at lr × this (the recipe: docs/design.md §7)
-    decay_steps: int = None       # horizon of the cosine decay; None: fitted to --max-seconds, else constant
-    # how long
-    steps: int = None             # stop after this many optimizer steps in all (counting resumed ones)
-    epochs: int = None            # stop after this many passes over the training data
-    max_seconds: float = None     # stop after this much training time (this run)
-    stop_at: float = None         # stop at the first validation point whose exact match reaches this
-    # bookkeeping
-    seed: int = 0                 # seeds the weights, the data order, dropout and held-out splits
-    eval_every: int = None        # validate and checkpoint every N steps; None: a tenth of --max-seconds, else 250
-    valid_size: int = 500         # held-out pairs validated during training (the first ones of the split)
-    log_every: int = 50           # one log line every N steps
-    beam_size: int = 1            # beam width for the final test evaluation
-    out: str = None               # checkpoint directory
-    metrics_out: str = None       # JSON file for the final metrics
-
-    @classmethod
-    def saved(cls, fields):
-        """The TrainConfig of a saved run. Fields it lacks (added to lstm_np after it was saved) take the values
-        that run trained with, not today's defaults, so that resuming it continues the same training."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{**FIELDS_BEFORE_THEY_EXISTED, **{k: v for k, v in fields.items() if k in known}})
-
-    def side_tokens(self):
-        """(source, target) token units: each side's own setting, else `tokens`."""
-        return self.src_tokens or self.tokens, self.tgt_tokens or self.tokens
-
-    def model_kwargs(self):
-        return dict(embed_size=self.embed_size, hidden_size=self.hidden_size, num_layers=self.layers,
-                    peephole=self.peephole, bidirectional=self.bidirectional, dropout=self.dropout,
-                    attention=None if self.attention == "none" else self.attention, peeky=self.peeky,
-                    reverse_source=(not self.bidirectional) if self.reverse_source is None else self.reverse_source,
-                    dtype=np.dtype(self.dtype), seed=self.seed, peephole_init=self.peephole_init)
-
-
-# the behaviour of runs saved before these TrainConfig fields existed
-FIELDS_BEFORE_THEY_EXISTED = {"peephole_init": "uniform", "peephole_lr_scale": 1.0, "valid_size": 2000}
+EVAL_STEPS = 250          # validation cadence without a time budget (when --eval-every is not given)
+EVAL_FRACTION = 0.1       # ... and with one: each time this fraction of --max-seconds has passed
 
 
 class TrainingError(Exception):
@@ -134,66 +72,11 @@ def load_data(cfg):
     return {"train": train, "valid": valid, "test": test}, cfg.train
 
 
-def rng_state(rng):
-    return rng.bit_generator.state
-
-
-STATE_KEYS = ("step", "epoch", "pos", "epoch_rng", "best_valid", "best_step", "final_loss", "train_seconds",
-              "horizon", "max_len", "data_rng", "dropout_rng")   # the training state a checkpoint's manifest holds
-HISTORY_KEYS = ("step", "seconds", "exact_match", "token_accuracy", "loss")   # one validation point
-EVAL_STEPS = 250          # validation cadence without a time budget (when --eval-every is not given)
-EVAL_FRACTION = 0.1       # ... and with one: each time this fraction of --max-seconds has passed
-
-
-def newer_state():
-    """State keys added when runs began to record their learning curve, as a new run starts them: the points
-    so far, and [sum, count] of the training losses since the last point. Older checkpoints get these too."""
-    return {"history": [], "loss_window": [0.0, 0]}
-
-
-def check_state(state, path):
-    """CheckpointError naming `path` unless `state` is a complete training state a run can continue from."""
-    def is_int(v, low=0):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-    def is_number(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-    try:
-        if not isinstance(state, dict):
-            raise ValueError(f"expected a JSON object, got {type(state).__name__}")
-        missing = [k for k in STATE_KEYS if k not in state]
-        if missing:
-            raise ValueError(f"missing {missing}")
-        newer = {k: state.get(k, default) for k, default in newer_state().items()}
-        valid = {
-            "step": is_int(state["step"]), "epoch": is_int(state["epoch"]), "pos": is_int(state["pos"]),
-            "max_len": is_int(state["max_len"], low=1),
-            "horizon": state["horizon"] is None or is_int(state["horizon"]),
-            "best_step": state["best_step"] is None or is_int(state["best_step"]),
-            "best_valid": state["best_valid"] is None or (isinstance(state["best_valid"], list)
-                                                          and len(state["best_valid"]) == 2
-                                                          and all(map(is_number, state["best_valid"]))),
-            "final_loss": state["final_loss"] is None or is_number(state["final_loss"]),
-            "train_seconds": is_number(state["train_seconds"]),
-            "dropout_rng": isinstance(state["dropout_rng"], list) and len(state["dropout_rng"]) == 2,
-            "history": isinstance(newer["history"], list) and all(
-                isinstance(h, dict) and set(h) == set(HISTORY_KEYS) for h in newer["history"]),
-            "loss_window": (isinstance(newer["loss_window"], list) and len(newer["loss_window"]) == 2
-                            and is_number(newer["loss_window"][0]) and is_int(newer["loss_window"][1])),
-        }
-        bad = [k for k, ok in valid.items() if not ok]
-        if bad:
-            raise ValueError(f"{bad[0]!r} is {dict(state, **newer)[bad[0]]!r:.200}")
-        epoch_rng = [] if state["epoch_rng"] is None else [state["epoch_rng"]]   # None before the first batch
-        for rs in [state["data_rng"]] + state["dropout_rng"] + epoch_rng:
-            np.random.default_rng().bit_generator.state = rs   # raises on anything malformed
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: damaged training state ({e})") from None
-
-
 class Trainer:
     """One training run (new, or resumed from cfg.out) of a TrainConfig; `run()` returns the final metrics.
+
+    Its parts: `state` (TrainState: what a checkpoint records), `stream` (BatchStream: the batches),
+    `schedule` (WarmupDecay: the learning rate, its horizon refitted under a time budget), `model` and `opt`.
 
     handle_signals: SIGINT/SIGTERM finish the current step, checkpoint and stop (a run in the main thread of
     its own process; a sweep's worker leaves signals to its engine)."""
@@ -212,18 +95,16 @@ class Trainer:
             self.opt = self.optimizer()
             self.data_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
             self.best_weights = None
-            self.state = {"step": 0, "epoch": 0, "pos": 0, "epoch_rng": None, "best_valid": None,
-                          "best_step": None, "final_loss": None, "train_seconds": 0.0,
-                          "horizon": cfg.decay_steps, **newer_state(),
-                          "max_len": 2 * max(len(self.tgt_vocab.encode(t)) for _, t in self.splits["train"]) + 10}
+            longest = max(len(self.tgt_vocab.encode(t)) for _, t in self.splits["train"])
+            self.state = TrainState(max_len=output_limit(longest), horizon=cfg.decay_steps)
         self.train_src = [encode_source(self.src_vocab, s) for s, _ in self.splits["train"]]
         self.train_tgt = [self.tgt_vocab.encode(t) + [EOS] for _, t in self.splits["train"]]
-        self.train_lengths = [len(x) for x in self.train_src]            # what batching groups by
+        self.stream = BatchStream(self.train_src, self.train_tgt, cfg.batch_size, self.data_rng, self.state)
+        self.schedule = WarmupDecay(cfg.lr, cfg.warmup_steps)      # warm-up, then cosine decay to lr/10 ...
+        self.schedule.refit(self.state.horizon)                    # ... over the horizon (module docstring)
         self.valid_pairs = self.splits["valid"][:cfg.valid_size]
         # An output longer than every reference is wrong whatever follows, so validation decodes no further
         self.valid_max_len = max(len(self.tgt_vocab.encode(t)) for _, t in self.valid_pairs) + 1
-        self.batches_per_epoch = math.ceil(len(self.train_src) / cfg.batch_size)
-        self.order = None
         self.stop_signal = None
 
     def optimizer(self):
@@ -241,18 +122,11 @@ class Trainer:
         """Write a checkpoint of the current step (and the best weights, when they just changed)."""
         if self.ckpt is None:
             return
-        state = dict(self.state, data_rng=rng_state(self.data_rng),
-                     dropout_rng=[rng_state(self.model.encoder.lstm.rng), rng_state(self.model.decoder.lstm.rng)])
-        self.ckpt.save(self.state["step"], self._weights(), self.opt.state_dict(), state,
+        s = self.state
+        s.data_rng = self.data_rng.bit_generator.state
+        s.dropout_rng = [lstm.rng.bit_generator.state for lstm in (self.model.encoder.lstm, self.model.decoder.lstm)]
+        self.ckpt.save(s.step, self._weights(), self.opt.state_dict(), s.to_json(),
                        self.best_weights if with_best else None)
-
-    def write_run_files(self):
-        """config.json and the vocabularies, once per new run."""
-        os.makedirs(self.cfg.out, exist_ok=True)
-        write_json(self.ckpt.file("config.json"), {"train": dataclasses.asdict(self.cfg),
-                                                   "model": self.model.config})
-        self.src_vocab.save(self.ckpt.file("src_vocab.json"))
-        self.tgt_vocab.save(self.ckpt.file("tgt_vocab.json"))
 
     def _resume(self):
         self.model, self.src_vocab, self.tgt_vocab, _ = load_model(self.cfg.out, which="weights")
@@ -263,46 +137,18 @@ class Trainer:
             if isinstance(e, CheckpointError):
                 raise
             raise CheckpointError(f"{self.ckpt.file(MANIFEST)}: optimizer state does not match ({e})") from None
-        state = self.ckpt.manifest().get("state")
-        check_state(state, self.ckpt.file(MANIFEST))
+        self.state = s = TrainState.from_json(self.ckpt.manifest().get("state"), self.ckpt.file(MANIFEST))
         self.data_rng = np.random.default_rng()
-        self.data_rng.bit_generator.state = state.pop("data_rng")
-        for lstm, rs in zip((self.model.encoder.lstm, self.model.decoder.lstm), state.pop("dropout_rng")):
-            lstm.rng.bit_generator.state = rs
+        self.data_rng.bit_generator.state = s.data_rng
+        for lstm, rng_state in zip((self.model.encoder.lstm, self.model.decoder.lstm), s.dropout_rng):
+            lstm.rng.bit_generator.state = rng_state
         self.best_weights = None
         if self.ckpt.manifest().get("best"):
             self.best_weights = self.ckpt.load("best")
             check_parameters(self.model.named_parameters(), self.best_weights, self.ckpt.current("best"))
-        self.state = state = dict(newer_state(), **state)
-        self.log(f"resumed {self.cfg.out} at step {state['step']}")
+        self.log(f"resumed {self.cfg.out} at step {s.step}")
 
     # ------------------------------------------------------------------------------------------------
-    def next_batch(self):
-        """(src, tgt) padded id arrays of the next batch. Each epoch's order is drawn from the data RNG, whose
-        state at the epoch's start is kept, so a resumed run redraws the same order and continues at `pos`."""
-        s = self.state
-        if self.order is None:
-            if s["epoch_rng"] is None:
-                s["epoch_rng"] = rng_state(self.data_rng)
-            else:
-                self.data_rng.bit_generator.state = s["epoch_rng"]
-            self.order = batches(self.train_lengths, self.cfg.batch_size, self.data_rng)
-        if s["pos"] >= len(self.order):
-            s["epoch"], s["pos"] = s["epoch"] + 1, 0
-            s["epoch_rng"] = rng_state(self.data_rng)
-            self.order = batches(self.train_lengths, self.cfg.batch_size, self.data_rng)
-        idx = self.order[s["pos"]]
-        s["pos"] += 1
-        return pad_batch([self.train_src[i] for i in idx]), pad_batch([self.train_tgt[i] for i in idx])
-
-    def schedule(self, step):
-        """lr for `step`: warm-up, then cosine decay over the horizon (module docstring)."""
-        horizon, warm = self.state["horizon"], self.cfg.warmup_steps
-        if horizon is None:
-            return self.cfg.lr * min(1.0, (step + 1) / max(1, warm))
-        warm = min(warm, horizon)
-        return WarmupDecay(self.cfg.lr, warm, horizon)(step)
-
     def validate(self):
         metrics, _ = evaluate(self.model, self.src_vocab, self.tgt_vocab, self.valid_pairs, self.valid_max_len)
         return metrics
@@ -310,7 +156,7 @@ class Trainer:
     def validation_due(self, elapsed, last_validation):
         """Whether to validate after this step (module docstring: validation points). `elapsed` and
         `last_validation` are seconds of this run."""
-        cfg, step = self.cfg, self.state["step"]
+        cfg, step = self.cfg, self.state.step
         if cfg.eval_every is not None or cfg.max_seconds is None:
             return step % (cfg.eval_every or EVAL_STEPS) == 0
         interval = EVAL_FRACTION * cfg.max_seconds
@@ -319,50 +165,49 @@ class Trainer:
 
     def should_stop(self, run_start):
         cfg, s = self.cfg, self.state
-        epochs_done = s["epoch"] + (s["pos"] >= self.batches_per_epoch)
-        reached = cfg.stop_at is not None and bool(s["history"]) and s["history"][-1]["exact_match"] >= cfg.stop_at
+        reached = cfg.stop_at is not None and bool(s.history) and s.history[-1]["exact_match"] >= cfg.stop_at
         return (self.stop_signal is not None or reached
-                or (cfg.steps is not None and s["step"] >= cfg.steps)
-                or (cfg.epochs is not None and epochs_done >= cfg.epochs)
+                or (cfg.steps is not None and s.step >= cfg.steps)
+                or (cfg.epochs is not None and self.stream.epochs_done() >= cfg.epochs)
                 or (cfg.max_seconds is not None and time.perf_counter() - run_start >= cfg.max_seconds))
 
     def run(self):
         """Train until a stop condition; then the final evaluation (None if stopped by a signal)."""
         cfg, s = self.cfg, self.state
         params = self.model.named_parameters()
-        if self.ckpt is not None and s["step"] == 0:
-            self.write_run_files()
+        if self.ckpt is not None and s.step == 0:
+            write_run_files(cfg.out, dataclasses.asdict(cfg), self.model.config, self.src_vocab, self.tgt_vocab)
         n_params = sum(v.size for _, v, _ in params)
         self.log(f"data: {self.source}: {len(self.splits['train'])} train / {len(self.splits['valid'])} valid"
                  + (f" / {len(self.splits['test'])} test" if self.splits["test"] else "")
                  + f" pairs | vocab {len(self.src_vocab)} -> {len(self.tgt_vocab)} | {n_params:,} parameters")
         handlers = ({sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
                     if self.handle_signals else {})
-        run_start, run_start_step = time.perf_counter(), s["step"]
-        base_seconds = s["train_seconds"]
+        run_start, run_start_step = time.perf_counter(), s.step
+        base_seconds = s.train_seconds
         window_start, window_steps = time.perf_counter(), 0
         last_validation = 0.0                   # seconds into this run
         try:
             while not self.should_stop(run_start):
-                src, tgt = self.next_batch()
+                src, tgt = self.stream.next()
                 self.model.zero_grad()
-                with self.numerics("forward/backward pass", s["step"] + 1):
+                with self.numerics("forward/backward pass", s.step + 1):
                     loss = self.model.loss(src, tgt)
                     self.model.backward()
                     norm = clip_grad_norm(params, cfg.clip)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
-                    raise self.diverged(f"loss {loss}, gradient norm {norm}", s["step"] + 1)
-                self.opt.lr = self.schedule(s["step"])
-                with self.numerics("update", s["step"] + 1):
+                    raise self.diverged(f"loss {loss}, gradient norm {norm}", s.step + 1)
+                self.opt.lr = self.schedule(s.step)
+                with self.numerics("update", s.step + 1):
                     self.opt.step()
                 if not all(np.isfinite(value).all() for _, value, _ in params):
-                    raise self.diverged(f"the update at lr {self.opt.lr:g} made parameters overflow", s["step"] + 1)
-                s["step"] += 1
-                s["final_loss"] = loss
-                s["loss_window"] = [s["loss_window"][0] + loss, s["loss_window"][1] + 1]   # since the last validation
+                    raise self.diverged(f"the update at lr {self.opt.lr:g} made parameters overflow", s.step + 1)
+                s.step += 1
+                s.final_loss = loss
+                s.loss_window = [s.loss_window[0] + loss, s.loss_window[1] + 1]   # since the last validation
                 window_steps += 1
                 elapsed = time.perf_counter() - run_start
-                if s["step"] % cfg.log_every == 0:
+                if s.step % cfg.log_every == 0:
                     ms = 1000 * (time.perf_counter() - window_start) / window_steps
                     self.log(f"{self.progress(elapsed)} | loss {loss:.4f} | grad-norm {norm:.2f} | "
                              f"lr {self.opt.lr:.1e} | {ms:.0f} ms/step")
@@ -374,11 +219,11 @@ class Trainer:
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-            s["train_seconds"] = base_seconds + time.perf_counter() - run_start
+            s.train_seconds = base_seconds + time.perf_counter() - run_start
         self.save()
         if self.stop_signal is not None:
             return None
-        with self.numerics("final evaluation", s["step"]):
+        with self.numerics("final evaluation", s.step):
             return self.finish()
 
     def diverged(self, what, step):
@@ -406,7 +251,7 @@ class Trainer:
 
     def progress(self, elapsed):
         """The head of a log line: "step 120/2000", or under a time budget "step 120 | 8 s, 22 s left"."""
-        cfg, step = self.cfg, self.state["step"]
+        cfg, step = self.cfg, self.state.step
         if cfg.max_seconds is not None and cfg.steps is None:
             return f"step {step} | {elapsed:.0f} s, {max(0.0, cfg.max_seconds - elapsed):.0f} s left"
         return f"step {step}/{cfg.steps if cfg.steps is not None else '?'}"
@@ -419,25 +264,26 @@ class Trainer:
         point), keep the best weights, refit the decay, checkpoint."""
         cfg, s = self.cfg, self.state
         started = time.perf_counter()
-        with self.numerics("validation", s["step"]):
+        with self.numerics("validation", s.step):
             m = self.validate()
         took = time.perf_counter() - started
-        loss_sum, n = s["loss_window"]
-        s["history"].append({"step": s["step"], "seconds": round(base_seconds + time.perf_counter() - run_start, 3),
-                             "exact_match": m["exact_match"], "token_accuracy": m["token_accuracy"],
-                             "loss": loss_sum / n})
-        s["loss_window"] = [0.0, 0]
+        loss_sum, n = s.loss_window
+        s.history.append({"step": s.step, "seconds": round(base_seconds + time.perf_counter() - run_start, 3),
+                          "exact_match": m["exact_match"], "token_accuracy": m["token_accuracy"],
+                          "loss": loss_sum / n})
+        s.loss_window = [0.0, 0]
         score = [m["exact_match"], m["token_accuracy"]]                 # ties on exact match: token accuracy
-        improved = s["best_valid"] is None or score > s["best_valid"]
+        improved = s.best_valid is None or score > s.best_valid
         if improved:
-            s["best_valid"], s["best_step"] = score, s["step"]
+            s.best_valid, s.best_step = score, s.step
             self.best_weights = self._weights()
-        self.log(f"valid @ step {s['step']} | exact match {m['exact_match']:.4f} | token accuracy "
+        self.log(f"valid @ step {s.step} | exact match {m['exact_match']:.4f} | token accuracy "
                  f"{m['token_accuracy']:.4f} | {took:.1f} s" + (" | best" if improved else ""))
         if cfg.max_seconds is not None and cfg.decay_steps is None:
             elapsed = time.perf_counter() - run_start          # fit the decay to what the budget allows
-            rate = (s["step"] - run_start_step) / max(elapsed, 1e-9)
-            s["horizon"] = int(s["step"] + max(0.0, cfg.max_seconds - elapsed) * rate)
+            rate = (s.step - run_start_step) / max(elapsed, 1e-9)
+            s.horizon = int(s.step + max(0.0, cfg.max_seconds - elapsed) * rate)
+            self.schedule.refit(s.horizon)
         self.save(with_best=improved)
 
     def finish(self):
@@ -445,31 +291,31 @@ class Trainer:
         cfg, s = self.cfg, self.state
         last = self.validate()
         last_score = [last["exact_match"], last["token_accuracy"]]
-        if self.best_weights is not None and s["best_valid"] > last_score:
+        if self.best_weights is not None and s.best_valid > last_score:
             assign_parameters(self.model.named_parameters(), self.best_weights, "best weights")
-            self.log(f"using the best validated weights (step {s['best_step']}, exact match {s['best_valid'][0]:.4f})")
-            last = {"exact_match": s["best_valid"][0]}
-        elif s["best_step"] != s["step"]:
+            self.log(f"using the best validated weights (step {s.best_step}, exact match {s.best_valid[0]:.4f})")
+            last = {"exact_match": s.best_valid[0]}
+        elif s.best_step != s.step:
             # The last weights win: they become the checkpoint's best, so that `translate`, `serve` and a resumed
             # run see the weights this final test scores.
-            s["best_valid"], s["best_step"] = last_score, s["step"]
+            s.best_valid, s.best_step = last_score, s.step
             self.best_weights = self._weights()
             self.save(with_best=True)
         test_pairs = self.splits["test"] or self.splits["valid"]
-        metrics, examples = evaluate(self.model, self.src_vocab, self.tgt_vocab, test_pairs, s["max_len"],
+        metrics, examples = evaluate(self.model, self.src_vocab, self.tgt_vocab, test_pairs, s.max_len,
                                      cfg.beam_size, with_bleu=True)
         result = {"test_exact_match": metrics["exact_match"], "test_token_accuracy": metrics["token_accuracy"],
                   "test_token_error_rate": metrics["token_error_rate"],
                   "test_bleu": metrics["bleu"], "test_chrf": metrics["chrf"], "test_examples": metrics["examples"],
                   "test_set": "test" if self.splits["test"] else "valid",
                   "valid_exact_match": last["exact_match"],
-                  "final_loss": s["final_loss"], "train_seconds": round(s["train_seconds"], 3),
-                  "steps": s["step"], "epochs": s["epoch"], "beam_size": cfg.beam_size,
-                  "history": s["history"], "config": dataclasses.asdict(cfg)}
+                  "final_loss": s.final_loss, "train_seconds": round(s.train_seconds, 3),
+                  "steps": s.step, "epochs": s.epoch, "beam_size": cfg.beam_size,
+                  "history": s.history, "config": dataclasses.asdict(cfg)}
         self.log(f"test: exact match {result['test_exact_match']:.4f} | token accuracy "
                  f"{result['test_token_accuracy']:.4f} | token error rate {result['test_token_error_rate']:.4f} | "
                  f"BLEU {result['test_bleu']:.2f} | chrF {result['test_chrf']:.2f} | {result['test_examples']} sources | "
-                 f"{s['step']} steps in {s['train_seconds']:.0f} s")
+                 f"{s.step} steps in {s.train_seconds:.0f} s")
         for src, refs, out in examples[:5]:
             ok = out in refs
             self.log(f"  [{'ok' if ok else '--'}] {src!r} -> {out!r}" + ("" if ok else f"   (expected {refs[0]!r})"))
@@ -477,31 +323,3 @@ class Trainer:
             os.makedirs(os.path.dirname(os.path.abspath(cfg.metrics_out)), exist_ok=True)
             write_json(cfg.metrics_out, result)
         return result
-
-
-def load_model(path, which="best"):
-    """(model, src_vocab, tgt_vocab, saved config) from a checkpoint directory; CheckpointError if unusable."""
-    ckpt = CheckpointDir(path)
-    if not os.path.isdir(path):
-        raise CheckpointError(f"{path}: no such checkpoint directory")
-    saved = read_json(ckpt.file("config.json"))
-    try:
-        if not isinstance(saved, dict) or not isinstance(saved.get("model"), dict):
-            raise ValueError("no 'model' section")
-        model = Seq2Seq(**saved["model"])
-    except (TypeError, ValueError, MemoryError) as e:
-        raise CheckpointError(f"{ckpt.file('config.json')}: not a usable lstm_np configuration ({e})") from None
-    vocabs = []
-    for name in ("src_vocab.json", "tgt_vocab.json"):
-        d = read_json(ckpt.file(name))
-        try:
-            vocabs.append(Vocab.from_dict(d))
-        except ValueError as e:
-            raise CheckpointError(f"{ckpt.file(name)}: not a usable vocabulary ({e})") from None
-    src_vocab, tgt_vocab = vocabs
-    if (len(src_vocab), len(tgt_vocab)) != (model.config["src_vocab_size"], model.config["tgt_vocab_size"]):
-        raise CheckpointError(f"{path}: vocabulary sizes do not match config.json")
-    assign_parameters(model.named_parameters(), ckpt.load(which), ckpt.current(which))
-    return model, src_vocab, tgt_vocab, saved
-
-

@@ -6,7 +6,8 @@ import pytest
 from lstm_np.attention import ATTENTIONS, Attention
 from lstm_np.data import BOS, PAD, lengths_of, reverse_within_lengths
 from lstm_np.gradcheck import check_gradients
-from test_seq2seq import SRC, TGT, assert_loss_grads_match_finite_differences, copy_weights, make_model
+
+from helpers import SRC, TGT, assert_loss_grads_match_finite_differences, copy_weights, make_model
 
 LENGTHS = np.array([5, 2, 4])                       # key lengths per batch row: one full, two padded
 

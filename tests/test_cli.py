@@ -8,83 +8,16 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-CLI = [sys.executable, "-m", "lstm_np"]
-TINY = ["--hidden-size", "8", "--embed-size", "8", "--batch-size", "8", "--log-every", "5"]
-TIMEOUT = 120
-PARALLEL = 4   # commands run side by side by cli_many
-ENV = dict(os.environ, PYTHONIOENCODING="utf-8")
+from helpers import (CLI, ENV, TIMEOUT, TINY_FLAGS, cli, cli_many, load_metrics, make_data, ok, one_line_error,
+                     reverse_pairs, start, write_tsv)
+
 TASK_NAMES = ("copy", "reverse", "sort", "addition", "dates", "number-words")
 METRIC_KEYS = ("test_exact_match", "test_token_accuracy", "test_bleu", "final_loss", "train_seconds", "steps")
-
-# ----------------------------------------------------------------------------- helpers (test_reliability.py uses them)
-
-
-def reverse_pairs(n, seed):
-    """n (source, reversed source) pairs of letters a-e, lengths 1-5, from a seeded generator."""
-    rng = np.random.default_rng(seed)
-    words = ["".join(rng.choice(list("abcde"), size=rng.integers(1, 6))) for _ in range(n)]
-    return [(w, w[::-1]) for w in words]
-
-
-def write_tsv(path, pairs):
-    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
-    return path
-
-
-def make_data(folder):
-    """A.tsv (60 training pairs) and B.tsv (10 test pairs) in `folder`."""
-    write_tsv(folder / "A.tsv", reverse_pairs(60, seed=0))
-    write_tsv(folder / "B.tsv", reverse_pairs(10, seed=1))
-
-
-def start(args, cwd):
-    return subprocess.Popen(CLI + [str(a) for a in args], cwd=cwd, env=ENV, encoding="utf-8",
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def finish(proc, stdin=None):
-    out, err = proc.communicate(stdin, timeout=TIMEOUT)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def cli(args, cwd, stdin=None):
-    """Run `python -m lstm_np ARGS` in `cwd`; the CompletedProcess (text stdout/stderr)."""
-    return finish(start(args, cwd), stdin)
-
-
-def cli_many(jobs, cwd):
-    """Run several `python -m lstm_np` commands side by side: {key: args} -> {key: CompletedProcess}."""
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        futures = {key: pool.submit(cli, args, cwd) for key, args in jobs.items()}
-        return {key: f.result() for key, f in futures.items()}
-
-
-def ok(result):
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    return result
-
-
-def one_line_error(result, *needles, code=2):
-    """Assert a failed command reported exactly one non-empty stderr line, no traceback; return that line."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    assert result.returncode == code, f"exit {result.returncode}, expected {code}; stderr: {result.stderr!r}"
-    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}: {result.stderr!r}"
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in the error line {lines[0]!r}"
-    return lines[0]
-
-
-def load_metrics(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +27,8 @@ def runs(tmp_path_factory):
     make_data(folder)
     results = cli_many({
         "plain": ["train", "--train", "A.tsv", "--test", "B.tsv", "--steps", 12, "--eval-every", 5,
-                  "--out", "plain", "--metrics-out", "plain.json", "--attention", "none"] + TINY,
-        "luong": ["train", "--train", "A.tsv", "--steps", 6, "--attention", "luong", "--out", "luong"] + TINY,
+                  "--out", "plain", "--metrics-out", "plain.json", "--attention", "none"] + TINY_FLAGS,
+        "luong": ["train", "--train", "A.tsv", "--steps", 6, "--attention", "luong", "--out", "luong"] + TINY_FLAGS,
     }, folder)
     for r in results.values():
         ok(r)
@@ -175,14 +108,14 @@ def test_tasks_lists_all_six_builtin_tasks(tmp_path):
 
 
 def test_train_on_a_builtin_task_writes_to_runs_by_default(tmp_path):
-    ok(cli(["train", "--task", "copy", "--steps", "5"] + TINY, tmp_path))
+    ok(cli(["train", "--task", "copy", "--steps", "5"] + TINY_FLAGS, tmp_path))
     assert (tmp_path / "runs" / "copy" / "checkpoint.json").exists()
 
 
 def test_tsv_with_bom_and_crlf_line_endings_is_accepted(tmp_path):
     lines = "".join(f"{s}\t{t}\r\n" for s, t in reverse_pairs(20, seed=2))
     (tmp_path / "crlf.tsv").write_bytes(b"\xef\xbb\xbf" + lines.encode("utf-8"))
-    ok(cli(["train", "--train", "crlf.tsv", "--steps", "3", "--out", "run"] + TINY, tmp_path))
+    ok(cli(["train", "--train", "crlf.tsv", "--steps", "3", "--out", "run"] + TINY_FLAGS, tmp_path))
     vocab = json.loads((tmp_path / "run" / "src_vocab.json").read_text(encoding="utf-8"))
     assert "\ufeff" not in vocab["itos"] and "\r" not in vocab["itos"], vocab["itos"]
 
@@ -204,12 +137,12 @@ def bad_runs(runs):
         (runs / name).write_bytes(data)
     (runs / "a_file").write_text("not a directory")
     jobs = {case: [a.replace("NEVER", f"never_{case}") for a in args] for case, (args, _) in BAD_COMMANDS.items()}
-    jobs.update({name: ["train", "--train", name, "--steps", "2", "--out", f"never_{name}"] + TINY
+    jobs.update({name: ["train", "--train", name, "--steps", "2", "--out", f"never_{name}"] + TINY_FLAGS
                  for name in BAD_TSV})
     return cli_many(jobs, runs)
 
 
-T = ["train", "--train", "A.tsv", "--steps", "2", "--out", "NEVER"] + TINY   # NEVER: a folder of the case's own
+T = ["train", "--train", "A.tsv", "--steps", "2", "--out", "NEVER"] + TINY_FLAGS   # NEVER: a folder of the case's own
 BAD_COMMANDS = {   # case: (arguments, words the one error line must contain)
     "missing_file": (["train", "--train", "missing.tsv", "--steps", "2"], ["missing.tsv", "no such file"]),
     "directory_as_train": (["train", "--train", ".", "--steps", "2", "--out", "NEVER"], ["directory"]),
@@ -233,7 +166,7 @@ BAD_COMMANDS = {   # case: (arguments, words the one error line must contain)
                                   ["nothing to resume", "nothing_here"]),
     "resume_changing_hidden_size": (["train", "--out", "plain", "--resume", "--steps", "20", "--hidden-size", "16"],
                                     ["--hidden-size", "resum"]),
-    "out_is_a_file": (["train", "--train", "A.tsv", "--steps", "2", "--out", "a_file"] + TINY, ["a_file"]),
+    "out_is_a_file": (["train", "--train", "A.tsv", "--steps", "2", "--out", "a_file"] + TINY_FLAGS, ["a_file"]),
     "translate_missing_checkpoint": (["translate", "--checkpoint", "no_such_run", "abc"], ["no_such_run"]),
     "translate_file_as_checkpoint": (["translate", "--checkpoint", "A.tsv", "abc"], ["A.tsv"]),
     "translate_zero_beam": (["translate", "--checkpoint", "plain", "--beam-size", "0", "abc"], ["--beam-size"]),
@@ -258,7 +191,7 @@ def test_refused_commands_leave_no_run_behind(bad_runs, runs):
 
 def test_existing_run_is_refused_without_resume_or_overwrite_and_kept_intact(tmp_path):
     make_data(tmp_path)
-    train = ["train", "--train", "A.tsv", "--out", "run", "--eval-every", "2"] + TINY
+    train = ["train", "--train", "A.tsv", "--out", "run", "--eval-every", "2"] + TINY_FLAGS
     ok(cli(train + ["--steps", "3"], tmp_path))
     before = {n: (tmp_path / "run" / n).read_bytes() for n in os.listdir(tmp_path / "run")}
     one_line_error(cli(train + ["--steps", "4"], tmp_path), "run", "--resume", "--overwrite")
@@ -282,7 +215,7 @@ def test_resume_works_from_another_directory_with_relative_data_paths(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     make_data(data)
-    ok(cli(["train", "--train", "A.tsv", "--test", "B.tsv", "--steps", "3", "--out", "run"] + TINY, data))
+    ok(cli(["train", "--train", "A.tsv", "--test", "B.tsv", "--steps", "3", "--out", "run"] + TINY_FLAGS, data))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     ok(cli(["train", "--out", data / "run", "--resume", "--steps", "5"], elsewhere))
@@ -297,7 +230,7 @@ def test_resume_works_from_another_directory_with_relative_data_paths(tmp_path):
 # One run per flag (or per group of flags whose effects are told apart), side by side: tiny models, 2-3 steps.
 # Each test compares a run with a flag to one without it, or checks what only the flag can have caused.
 
-FLAG_BASE = ["train", "--train", "A.tsv", "--steps", 3, "--warmup-steps", 0] + TINY
+FLAG_BASE = ["train", "--train", "A.tsv", "--steps", 3, "--warmup-steps", 0] + TINY_FLAGS
 FLAG_RUNS = {
     "base": FLAG_BASE + ["--seed", 1, "--peeky", "--reverse-source"],
     "seed2": FLAG_BASE + ["--seed", 2],
@@ -305,9 +238,9 @@ FLAG_RUNS = {
     "bi": FLAG_BASE + ["--seed", 1, "--bidirectional", "--no-peeky", "--dtype", "float64"],
     "wd": FLAG_BASE + ["--seed", 1, "--weight-decay", 1.0],
     "clip": FLAG_BASE + ["--seed", 1, "--clip", 1e-9],
-    "epochs": ["train", "--train", "A.tsv", "--valid", "B.tsv", "--epochs", 2] + TINY,
-    "seconds": ["train", "--train", "A.tsv", "--max-seconds", 1] + TINY,
-    "words": ["train", "--train", "W.tsv", "--tokens", "word", "--lower", "--steps", 2] + TINY,
+    "epochs": ["train", "--train", "A.tsv", "--valid", "B.tsv", "--epochs", 2] + TINY_FLAGS,
+    "seconds": ["train", "--train", "A.tsv", "--max-seconds", 1] + TINY_FLAGS,
+    "words": ["train", "--train", "W.tsv", "--tokens", "word", "--lower", "--steps", 2] + TINY_FLAGS,
 }
 WORDS = ["Red", "blue", "Green", "yellow", "red"]
 
@@ -457,7 +390,7 @@ def test_beam_size_reaches_the_final_evaluation_and_threads_the_blas(tmp_path, m
 
     monkeypatch.setattr(Seq2Seq, "translate", watched)
     assert cli_lib.main(["train", "--train", "A.tsv", "--steps", "2", "--out", "run", "--beam-size", "3",
-                         "--threads", "3"] + TINY) == 0
+                         "--threads", "3"] + TINY_FLAGS) == 0
     assert [beam for beam, _ in calls] == [1, 3], calls
     assert all(threads == {3} for _, threads in calls), calls
 
@@ -465,7 +398,7 @@ def test_beam_size_reaches_the_final_evaluation_and_threads_the_blas(tmp_path, m
 def test_translate_max_len_caps_the_output(runs):
     from lstm_np.data import pad_batch
     from lstm_np.evaluate import encode_source
-    from lstm_np.train import load_model
+    from lstm_np.run_folder import load_model
     sources = ["abcde", "ba", "eeddccbbaa"]
     model, src_vocab, tgt_vocab, _ = load_model(runs / "plain")
     long = model.translate(pad_batch([encode_source(src_vocab, s) for s in sources]), max_len=40)
@@ -557,7 +490,7 @@ def test_per_side_tokens_train_letters_in_and_phone_words_out_through_checkpoint
     from lstm_np.serve import Explorer
     write_tsv(tmp_path / "g2p.tsv", G2P_LIKE * 4)
     r = ok(cli(["train", "--train", "g2p.tsv", "--valid", "g2p.tsv", "--src-tokens", "char", "--tgt-tokens", "word",
-                "--steps", 60, "--lr", "0.03", "--out", "run", "--metrics-out", "m.json"] + TINY, tmp_path))
+                "--steps", 60, "--lr", "0.03", "--out", "run", "--metrics-out", "m.json"] + TINY_FLAGS, tmp_path))
     assert "token error rate" in r.stdout
     src_vocab = json.loads((tmp_path / "run" / "src_vocab.json").read_text())
     tgt_vocab = json.loads((tmp_path / "run" / "tgt_vocab.json").read_text())

@@ -8,7 +8,8 @@ import pytest
 from lstm_np.data import BOS, EOS, PAD
 from lstm_np.decoding import beam_search, greedy
 from reference import reference_lstm
-from test_seq2seq import SRC, make_model
+
+from helpers import SRC, make_model
 
 MAX_LEN = 6
 # Untrained random models of every kind: architecture, attention, peephole, reverse_source.

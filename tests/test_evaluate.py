@@ -7,7 +7,8 @@ import sacrebleu
 from lstm_np.data import EOS, SPECIALS, Vocab, pad_batch
 from lstm_np.evaluate import (closest_reference, corpus_scores, edit_distance, encode_source, evaluate, group_references,
                               token_matches, translate_all)
-from test_seq2seq import SRC_V, TGT_V, make_model
+
+from helpers import SRC_V, TGT_V, make_model
 
 HYPS = ["the cat sat on the mat .", "a dog barks", "il fait beau"]
 REFS = [["the cat sat on a mat .", "a cat sat on the mat ."], ["the dog barks"], ["il fait beau", "le temps est beau"]]

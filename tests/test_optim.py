@@ -162,7 +162,7 @@ def test_matches_torch_bit_for_bit_given_torchs_sqrt(which, kwargs, dtype, monke
     """Every operation but sqrt matches torch's to the last bit. torch's CPU sqrt (MKL vdSqrt on x86) is not
     correctly rounded, so it is swapped in for this comparison."""
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(optim, "_sqrt", lambda x: torch.from_numpy(np.ascontiguousarray(x)).sqrt().numpy())
+    monkeypatch.setattr(optim, "_sqrt", lambda x, out: np.copyto(out, torch.from_numpy(np.ascontiguousarray(x)).sqrt().numpy()))
     ours, theirs = run_against_torch(which, kwargs, dtype)
     ulps = np.abs(ours.view(f"i{ours.itemsize}").astype(np.int64) - theirs.view(f"i{ours.itemsize}")).max()
     assert np.array_equal(ours, theirs), f"{which} {dtype.__name__}: differs from torch by up to {ulps} ulp"
@@ -451,7 +451,7 @@ def test_bad_lr_scale_is_refused_naming_the_entry(lr_scale, error, words):
 def test_scaled_groups_match_torch_param_groups_bit_for_bit(monkeypatch):
     """Against torch.optim.Adam with two param groups, the second at lr·scale (float64, torch's sqrt)."""
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(optim, "_sqrt", lambda x: torch.from_numpy(np.ascontiguousarray(x)).sqrt().numpy())
+    monkeypatch.setattr(optim, "_sqrt", lambda x, out: np.copyto(out, torch.from_numpy(np.ascontiguousarray(x)).sqrt().numpy()))
     rng = np.random.default_rng(0)
     values = {n: rng.standard_normal(500) for n in ("a", "b")}
     grads = {n: np.zeros(500) for n in values}

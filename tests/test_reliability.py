@@ -1,7 +1,7 @@
 """Runs you can trust: exact resume, checkpoints that refuse damage and survive kills, divergence and signals
 reported in one line, and property tests of the text inputs (TSV files, vocabularies).
 
-Command-line runs happen in subprocesses (helpers from test_cli.py); the Trainer and CheckpointDir are also
+Command-line runs happen in subprocesses (tests/helpers.py); the Trainer and CheckpointDir are also
 driven in-process where a failure has to be injected at a precise point.
 """
 import json
@@ -22,18 +22,21 @@ from lstm_np import cli as cli_lib
 from lstm_np.checkpoint import CheckpointDir, CheckpointError
 from lstm_np.data import EOS, UNK, Vocab, read_tsv, tokenize
 from lstm_np.evaluate import encode_source
+from lstm_np.run_folder import load_model
 from lstm_np.seq2seq import Seq2Seq
-from lstm_np.train import TrainConfig, Trainer, TrainingError, load_model
-from test_cli import TINY, cli, cli_many, finish, load_metrics, make_data, ok, one_line_error, start
+from lstm_np.train import TrainConfig, Trainer, TrainingError
+
+from helpers import TINY_FLAGS, cli, cli_many, finish, load_metrics, make_data, ok, one_line_error, start
 
 # ----------------------------------------------------------------------------- exact resume
 
 RESUME_CONFIGS = {
     "default": [],
     "dropout_2_layers": ["--dropout", "0.3", "--layers", "2"],
+    "embed_and_output_dropout": ["--embed-dropout", "0.2", "--output-dropout", "0.3"],
 }
 RESUME_FLAGS = ["--train", "A.tsv", "--test", "B.tsv", "--eval-every", "7", "--lr", "0.05", "--warmup-steps", "3",
-                "--decay-steps", "60"] + TINY
+                "--decay-steps", "60"] + TINY_FLAGS
 
 
 def manifest(folder):
@@ -187,7 +190,7 @@ def trained(tmp_path_factory):
     """A run of 10 steps with validations at 4 and 8, so weights-*, optimizer-* and best-* all exist."""
     folder = tmp_path_factory.mktemp("trained")
     make_data(folder)
-    ok(cli(["train", "--train", "A.tsv", "--steps", 10, "--eval-every", 4, "--out", "run"] + TINY, folder))
+    ok(cli(["train", "--train", "A.tsv", "--steps", 10, "--eval-every", 4, "--out", "run"] + TINY_FLAGS, folder))
     return folder / "run"
 
 
@@ -239,7 +242,7 @@ def test_sigkill_while_checkpointing_leaves_a_loadable_checkpoint(tmp_path):
     make_data(tmp_path)
     run = tmp_path / "run"
     args = ["train", "--train", "A.tsv", "--max-seconds", 60, "--eval-every", 1, "--log-every", 1,
-            "--lr", "0.05", "--out", "run"] + TINY
+            "--lr", "0.05", "--out", "run"] + TINY_FLAGS
     delays = random.Random(0)
     steps = []
     for attempt in range(4):
@@ -329,7 +332,7 @@ def test_trainer_stops_at_the_diverged_step_and_keeps_the_last_good_checkpoint(t
     message = str(err.value)
     assert "step 5" in message and "--lr" in message and "--clip" in message, message
     assert "\n" not in message
-    assert trainer.state["step"] == 4
+    assert trainer.state.step == 4
     assert manifest(tmp_path / "run")["step"] == 4 and "step 4" in message
     load_model(tmp_path / "run")
     load_model(tmp_path / "run", which="weights")
@@ -357,7 +360,7 @@ def test_cli_reports_a_diverged_run_in_one_line_with_exit_code_3(tmp_path, monke
     poison_loss(monkeypatch, at_call=3)
     make_data(tmp_path)
     monkeypatch.chdir(tmp_path)
-    code = cli_lib.main(["train", "--train", "A.tsv", "--steps", "10", "--eval-every", "2", "--out", "run"] + TINY)
+    code = cli_lib.main(["train", "--train", "A.tsv", "--steps", "10", "--eval-every", "2", "--out", "run"] + TINY_FLAGS)
     captured = capsys.readouterr()
     assert code == 3, captured.err
     lines = [line for line in captured.err.splitlines() if line.strip()]
@@ -375,7 +378,7 @@ def test_huge_learning_rate_diverges_at_the_first_update_with_exit_code_3_and_no
     but finite lr overflows depends on the gradients, hence on the floating-point details of the machine.)"""
     make_data(tmp_path)
     result = cli(["train", "--train", "A.tsv", "--lr", "1e38", "--warmup-steps", "0", "--steps", 50,
-                  "--out", "first"] + TINY, tmp_path)
+                  "--out", "first"] + TINY_FLAGS, tmp_path)
     one_line_error(result, "diverged at step 1", "--lr", "--clip", "no checkpoint", code=3)
     assert not (tmp_path / "first" / "checkpoint.json").exists()
 
@@ -386,7 +389,7 @@ def test_huge_learning_rate_diverges_at_the_first_update_with_exit_code_3_and_no
 def test_signal_stops_training_with_a_checkpoint_that_resumes(tmp_path, sig, code):
     make_data(tmp_path)
     proc = start(["train", "--train", "A.tsv", "--max-seconds", 60, "--log-every", 1, "--eval-every", 1000,
-                  "--out", "run"] + TINY, tmp_path)
+                  "--out", "run"] + TINY_FLAGS, tmp_path)
     deadline = time.monotonic() + 60
     while not proc.stdout.readline().startswith("step "):
         assert proc.poll() is None and time.monotonic() < deadline, "the run stopped before logging a step"

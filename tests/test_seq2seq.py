@@ -3,66 +3,11 @@ import numpy as np
 import pytest
 
 from lstm_np.data import BOS, EOS, PAD, lengths_of, reverse_within_lengths
-from lstm_np.gradcheck import check_gradients
 from lstm_np.optim import Adam
 from lstm_np.seq2seq import Seq2Seq
 
-SRC_V, TGT_V = 7, 6
-# Padded batches with a different length in every row (a full row, short rows, a bare EOS target).
-SRC = np.array([[4, 5, 6, 2],
-                [5, 2, 0, 0],
-                [6, 3, 2, 0]])
-TGT = np.array([[4, 5, 2],
-                [5, 2, 0],
-                [2, 0, 0]])
-EPS, TOL = 1e-4, 1e-6   # see the note in assert_loss_grads_match_finite_differences
-
-
-def randomize(model, rng, scale=0.5):
-    """Random weights everywhere (PAD embedding rows included: padding must not leak, zero or not)."""
-    for _, value, _ in model.named_parameters():
-        value[...] = rng.normal(0.0, scale, size=value.shape)
-
-
-def make_model(peephole="full", num_layers=1, bidirectional=False, attention=None, seed=0, size=3,
-               dtype=np.float64, **kwargs):
-    """A tiny float64 Seq2Seq with random nonzero weights (embed_size = hidden_size = size)."""
-    model = Seq2Seq(SRC_V, TGT_V, embed_size=size, hidden_size=size, num_layers=num_layers, peephole=peephole,
-                    bidirectional=bidirectional, attention=attention, dtype=dtype, seed=seed, **kwargs)
-    randomize(model, np.random.default_rng(seed))
-    return model
-
-
-def copy_weights(dst, src):
-    for (name, v_dst, _), (name_src, v_src, _) in zip(dst.named_parameters(), src.named_parameters()):
-        assert name == name_src
-        v_dst[...] = v_src
-
-
-def grads_of(model, src, tgt):
-    """(loss, {name: grad}) of one fresh loss/backward."""
-    model.zero_grad()
-    loss = model.loss(src, tgt)
-    model.backward()
-    return loss, {name: g.copy() for name, _, g in model.named_parameters()}
-
-
-def assert_loss_grads_match_finite_differences(model, src, tgt):
-    """Central differences over EVERY element of every named parameter, relative error per name.
-
-    eps = 1e-4, not 1e-6: some gradients of the mean cross-entropy are tiny (Bahdanau's W_q ~1e-5 in norm),
-    and with eps = 1e-6 the rounding noise of the loss divided by 2 eps alone gives relative errors ~1e-5.
-    At 1e-4 the O(eps²) truncation error stays ~1e-8, and a wrong backward still gives 1e-2 or more.
-    """
-    _, analytic = grads_of(model, src, tgt)
-    arrays = {name: value for name, value, _ in model.named_parameters()}
-    errors = check_gradients(lambda: model.loss(src, tgt), arrays, analytic, EPS)
-    bad = {name: f"{err:.2e}" for name, err in errors.items() if not err <= TOL}
-    assert not bad, f"relative error above {TOL} for: {bad}"
-    assert set(errors) == set(arrays), "every named parameter must be checked"
-    unused = [name for name, g in analytic.items() if not np.any(g)]
-    assert not unused, f"parameters that never reach the loss (a check of zeros proves nothing): {unused}"
-
+from helpers import (SRC, SRC_V, TGT, TGT_V, assert_loss_grads_match_finite_differences, copy_weights, grads_of,
+                     make_model)
 
 # ---------------------------------------------------------------------------------------------------
 # the backward is the derivative of the loss
@@ -87,6 +32,37 @@ def test_loss_grads_match_finite_differences(peephole, arch, kwargs):
     if not kwargs:
         assert model.peeky and model.reverse_source == (arch == "1L"), "documented defaults"
     assert_loss_grads_match_finite_differences(model, SRC, TGT)
+
+
+@pytest.mark.parametrize("attention", [None, "luong"])
+def test_embedding_output_and_between_layer_dropout_grads_match_finite_differences(attention):
+    """Dropout on both embeddings, on the output layer's input and between layers, with the same masks at every
+    evaluation (each loss call restarts both dropout generators from the same state)."""
+    model = make_model("full", 2, True, attention=attention, seed=12, dropout=0.3, embed_dropout=0.3,
+                       output_dropout=0.4)
+    generators = (model.encoder.lstm.rng, model.decoder.lstm.rng)
+    states = [g.bit_generator.state for g in generators]
+    real_loss = model.loss
+
+    def same_masks_loss(src, tgt):
+        for g, state in zip(generators, states):
+            g.bit_generator.state = state
+        return real_loss(src, tgt)
+    model.loss = same_masks_loss
+    dropped = model.loss(SRC, TGT)
+    assert model.decoder._embed_mask is not None and (model.decoder._out_mask == 0).any(), "masks must drop units"
+    assert dropped != pytest.approx(real_loss.__self__.eval().loss(SRC, TGT), rel=1e-6), "dropout must change the loss"
+    model.train()
+    assert_loss_grads_match_finite_differences(model, SRC, TGT)
+
+
+def test_dropout_rates_are_checked_and_saved_in_the_config():
+    model = Seq2Seq(6, 6, embed_dropout=0.25, output_dropout=0.5)
+    assert (model.config["embed_dropout"], model.config["output_dropout"]) == (0.25, 0.5)
+    for name in ("embed_dropout", "output_dropout"):
+        for bad in (1.0, -0.1, "0.2"):
+            with pytest.raises((ValueError, TypeError), match=name):
+                Seq2Seq(6, 6, **{name: bad})
 
 
 def test_gradients_accumulate_until_zero_grad():

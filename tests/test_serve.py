@@ -21,7 +21,8 @@ from browser import running
 from lstm_np.cli import build_parser
 from lstm_np.data import EOS, tokenize
 from lstm_np.serve import MAX_BEAM, STEP_NAMES, Explorer
-from test_cli import cli, one_line_error, start
+
+from helpers import cli, one_line_error, start
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "lstm_np" / "static"

@@ -1,11 +1,13 @@
 """The package's import structure: imports flow one way (no two modules of lstm_np import each other, directly
-or through others) and no module imports a _private name from another. Read from the source with `ast`."""
+or through others) and no module imports a _private name from another; and the tests' own: no test module
+imports from another (shared helpers live in tests/helpers.py). Read from the source with `ast`."""
 import ast
 import os
 
 import lstm_np
 
 PACKAGE = os.path.dirname(os.path.abspath(lstm_np.__file__))
+TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def package_imports():
@@ -56,3 +58,15 @@ def test_no_import_cycle_between_modules():
         if module not in state:
             visit(module, [module])
     assert not cycles, "import cycles: " + "; ".join(cycles)
+
+
+def test_no_test_module_imports_from_another():
+    found = []
+    for fname in sorted(os.listdir(TESTS)):
+        if fname.endswith(".py"):
+            tree = ast.parse(open(os.path.join(TESTS, fname), encoding="utf-8").read(), fname)
+            for node in ast.walk(tree):
+                modules = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                           else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                found += [f"{fname} imports {m}" for m in modules if m.split(".")[0].startswith("test_")]
+    assert not found, "test modules importing from test modules (move the helper to tests/helpers.py): " + "; ".join(found)

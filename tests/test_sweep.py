@@ -12,7 +12,8 @@ import pytest
 from lstm_np import study
 from lstm_np.sweep import RESULT_COLUMNS, SweepError, parse_grid
 
-from test_cli import cli, make_data, ok, one_line_error, start
+from helpers import cli, make_data, ok, one_line_error, start
+
 
 SWEEP = ["sweep", "--train", "A.tsv", "--test", "B.tsv", "--embed-size", 8, "--batch-size", 8, "--log-every", 5]
 H8 = ["--hidden-size", 8]    # for the sweeps whose grid is not over the hidden size
@@ -248,3 +249,20 @@ def test_a_sweep_folder_moved_with_its_data_is_still_the_same_sweep(tmp_path):
     (tmp_path / "a").rename(tmp_path / "b")
     r = ok(cli(args, tmp_path / "b"))
     assert "1 already done; 0 to run" in r.stdout
+
+
+def test_format_interval_writes_mean_and_half_width_scaled_and_rounded():
+    assert study.format_interval((0.95123, 0.01234), scale=100) == "95.1 ± 1.2"
+    assert study.format_interval((0.95123, 0.01234), scale=100, digits=2) == "95.12 ± 1.23"
+    assert study.format_interval((250.4, 12.6), digits=0) == "250 ± 13"
+    assert study.format_interval((0.5, None), scale=100) == "50.0"          # one run: no interval
+    assert study.format_interval((None, None)) == "-"                       # no runs
+
+
+def test_first_reach_is_the_first_point_at_or_above_the_threshold():
+    curve = [{"step": 10, "seconds": 1.5, "exact_match": 0.4}, {"step": 20, "seconds": 3.0, "exact_match": 0.99},
+             {"step": 30, "seconds": 4.5, "exact_match": 0.995}, {"step": 40, "seconds": 6.0, "exact_match": 0.98}]
+    assert study.first_reach(curve, 0.99) == (20, 3.0)                      # reaching it exactly counts
+    assert study.first_reach(curve, 0.991) == (30, 4.5)                     # the first above, not the best
+    assert study.first_reach(curve, 0.3) == (10, 1.5)
+    assert study.first_reach(curve, 0.999) is None and study.first_reach([], 0.5) is None

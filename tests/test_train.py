@@ -1,6 +1,7 @@
 """The training loop's recipe and bookkeeping: zero-initialised peepholes stepping at a scaled learning rate,
 the learning curve in the metrics, validation points under a time budget, and runs saved before these
 options existed resuming as they trained."""
+import dataclasses
 import json
 
 import numpy as np
@@ -10,14 +11,14 @@ import lstm_np as ln
 from lstm_np.cell import peephole_lr_scale
 from lstm_np.train import TrainConfig, Trainer
 
-from test_cli import cli, make_data, ok
+from helpers import cli, make_data, ok
 
-TINY = dict(hidden_size=8, embed_size=8, batch_size=8, log_every=100, lr=0.05, warmup_steps=0)
+TINY_CONFIG = dict(hidden_size=8, embed_size=8, batch_size=8, log_every=100, lr=0.05, warmup_steps=0)
 
 
 def config(folder, **changes):
     make_data(folder)
-    return TrainConfig(**{**dict(train=str(folder / "A.tsv"), steps=4, **TINY), **changes})
+    return TrainConfig(**{**dict(train=str(folder / "A.tsv"), steps=4, **TINY_CONFIG), **changes})
 
 
 @pytest.mark.parametrize("peephole, names", [("full", {"W_c", "W_co"}), ("diagonal", {"p_c", "p_co"}), ("none", set())])
@@ -162,3 +163,68 @@ def test_stop_at_ends_the_run_at_the_first_validation_point_that_reaches_it(tmp_
     stopped = Trainer(config(tmp_path, steps=300, eval_every=5, lr=0.02, stop_at=target), log=lambda line: None).run()
     assert stopped["steps"] == first and stopped["history"] == [
         {**p, "seconds": q["seconds"]} for p, q in zip(full, stopped["history"])]
+
+
+def learning_rates(trainer):
+    """The learning rate of each optimizer step `trainer` takes from now on (a list that fills as it runs)."""
+    rates, step = [], trainer.opt.step
+
+    def recording_step():
+        rates.append(trainer.opt.lr)
+        step()
+    trainer.opt.step = recording_step
+    return rates
+
+
+def test_time_budget_fits_the_decay_horizon_to_the_measured_speed(tmp_path, monkeypatch):
+    """Under --max-seconds without --decay-steps, the cosine decay ends where the budget does: at each validation
+    point the horizon becomes the step the measured speed reaches at the end of the budget."""
+    cfg = config(tmp_path, steps=None, max_seconds=5.0, warmup_steps=4, out=str(tmp_path / "run"))
+    trainer = Trainer(cfg, log=lambda line: None)
+    on_step_clock(monkeypatch, trainer, step_seconds=0.125)     # 8 steps/s: the 5 s budget ends at step 40
+    rates = learning_rates(trainer)
+    assert trainer.run()["steps"] == 40
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["state"]["horizon"] == 40
+    # validation at step 4 (0.5 s): horizon 4 + 4.5 s × 8 steps/s = 40, and so at every later point
+    assert rates == [ln.WarmupDecay(cfg.lr, 4, 40)(step) for step in range(40)]
+    assert rates[-1] < 0.11 * cfg.lr                           # decayed to ~10% of lr by the end of the budget
+
+
+def test_resumed_time_budget_refits_the_horizon_to_the_new_budget(tmp_path, monkeypatch):
+    cfg = config(tmp_path, steps=None, max_seconds=5.0, warmup_steps=4, out=str(tmp_path / "run"))
+    first = Trainer(cfg, log=lambda line: None)
+    on_step_clock(monkeypatch, first, step_seconds=0.125)
+    assert first.run()["steps"] == 40
+    resumed = Trainer(cfg, resume=True, log=lambda line: None)  # 5 s more, at the same speed: to step 80
+    on_step_clock(monkeypatch, resumed, step_seconds=0.125)
+    rates = learning_rates(resumed)
+    assert resumed.run()["steps"] == 80
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["state"]["horizon"] == 80
+    # until this run's first validation point (step 44) the saved horizon holds; then the new budget's end, from
+    # this run's own speed: 44 + 4.5 s × 8 steps/s = 80
+    assert rates == ([ln.WarmupDecay(cfg.lr, 4, 40)(step) for step in range(40, 44)]
+                     + [ln.WarmupDecay(cfg.lr, 4, 80)(step) for step in range(44, 80)])
+
+
+def test_a_checkpoint_saved_before_states_had_versions_resumes_to_the_same_bits(tmp_path):
+    """A version-1 training state (no "version", no learning curve: lstm_np before it recorded one) loads,
+    migrates and continues exactly as today's state of the same step."""
+    runs = {}
+    for name in ("today", "old"):
+        cfg = config(tmp_path, steps=6, eval_every=3, out=str(tmp_path / name))
+        Trainer(cfg, log=lambda line: None).run()
+        runs[name] = cfg
+    path = tmp_path / "old" / "checkpoint.json"
+    manifest = json.loads(path.read_text())
+    for key in ("version", "history", "loss_window"):
+        del manifest["state"][key]
+    path.write_text(json.dumps(manifest))
+    for name, cfg in runs.items():
+        Trainer(dataclasses.replace(cfg, steps=12), resume=True, log=lambda line: None).run()
+    weights = {name: np.load(tmp_path / name / json.loads((tmp_path / name / "checkpoint.json").read_text())["weights"])
+               for name in runs}
+    assert sorted(weights["old"].files) == sorted(weights["today"].files)
+    for key in weights["today"].files:
+        assert np.array_equal(weights["old"][key], weights["today"][key]), key
+    old_state = json.loads(path.read_text())["state"]
+    assert old_state["version"] == 2 and [p["step"] for p in old_state["history"]] == [9, 12]
