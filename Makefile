@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test ci notebooks train bench bench-accuracy gradcheck clean
+.PHONY: test ci notebooks train g2p bench bench-accuracy gradcheck clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,22 @@ train: $(STAMP)
 	$(PY) -m lstm_np train --task addition --max-seconds 90 --out runs/addition --overwrite --metrics-out runs/addition-metrics.json
 	@echo "hand-typed sums (source, then the model's answer):"
 	@$(PY) -m lstm_np translate --checkpoint runs/addition --with-source $(EXAMPLES)
+
+# English pronunciation (CMUdict G2P, data/README.md): the README's recipe for G2P_SECONDS of training on the
+# training words (5% of them, at most 2000, held out for validation), scored on the 12,000 test words; then test
+# WER and PER and the pronunciations of words a user might type. Checkpoint in runs/g2p/, metrics in runs/g2p.json.
+G2P_SECONDS ?= 3600
+G2P_THREADS ?= 1
+G2P_RECIPE  := --src-tokens char --tgt-tokens word --bidirectional --attention luong --peephole none \
+               --hidden-size 128 --embed-size 64 --batch-size 64 --lr 1e-2 --valid-size 2000 --beam-size 5
+G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
+
+g2p: $(STAMP)
+	$(PY) -m lstm_np train --train data/cmudict-g2p-train.tsv --test data/cmudict-g2p-test.tsv $(G2P_RECIPE) \
+		--max-seconds $(G2P_SECONDS) --threads $(G2P_THREADS) --out runs/g2p --overwrite --metrics-out runs/g2p.json
+	@$(PY) -c "import json; m = json.load(open('runs/g2p.json')); print(f\"test WER {100 * (1 - m['test_exact_match']):.2f}% | PER {100 * m['test_token_error_rate']:.2f}% | {m['test_examples']} words, beam {m['beam_size']}, {m['steps']} steps in {m['train_seconds']:.0f} s, {$(G2P_THREADS)} BLAS thread(s)\")"
+	@echo "pronunciations (word, then the model's phones):"
+	@$(PY) -m lstm_np translate --checkpoint runs/g2p --beam-size 5 --with-source $(G2P_WORDS)
 
 gradcheck: $(STAMP)
 	$(PY) -m lstm_np.gradcheck

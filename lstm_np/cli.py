@@ -110,15 +110,14 @@ def add_train_options(t, for_sweep=False):
                    help="the encoder reads the source reversed [on unless --bidirectional]")
     add(g, "--dtype", choices=("float32", "float64"), help=f"precision [{d.dtype}]")
     g = t.add_argument_group("optimisation")
-    add(g, "--lr", type=positive_float, help=f"Adam peak learning rate [{d.lr:g}, chosen on character-level "
-                   "data; with attention on word-level data of thousands of words, 3e-3 did far better: see the "
-                   "Tatoeba table in docs/results.md]")
+    add(g, "--lr", type=positive_float, help=f"Adam peak learning rate [{d.lr:g}]")
     add(g, "--batch-size", type=positive_int, help=f"pairs per step [{d.batch_size}]")
     add(g, "--clip", type=positive_float, help=f"gradient-norm clipping threshold [{d.clip:g}]")
     add(g, "--weight-decay", type=nonneg_float, help=f"L2 weight decay [{d.weight_decay:g}]")
     add(g, "--warmup-steps", type=nonneg_int, help=f"learning-rate warm-up steps [{d.warmup_steps}]")
     add(g, "--peephole-lr-scale", type=nonneg_float,
                    help=f"the peephole weights learn at lr x this (0 freezes them) [{d.peephole_lr_scale:g}]")
+    add(g, "--combine-lr-scale", type=nonneg_float, help=f"attention's tanh(W_c [ctx;h]) learns at lr x this [{d.combine_lr_scale:g}]")
     add(g, "--decay-steps", type=positive_int,
                    help="cosine decay horizon [fitted to --max-seconds; constant lr without it]")
     g = t.add_argument_group("duration and output")

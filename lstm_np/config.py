@@ -49,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 0.0     # L2 penalty folded into the gradient (torch's Adam)
     warmup_steps: int = 30        # linear warm-up from lr/warmup_steps to lr
     peephole_lr_scale: float = 0.1  # the peephole weights step at lr × this (the recipe: docs/design.md §7)
+    combine_lr_scale: float = 1.0   # attention's h~ = tanh(W_c [ctx ; h]) steps at lr × this (seq2seq.combine_lr_scale)
     decay_steps: int = None       # horizon of the cosine decay; None: fitted to --max-seconds, else constant
     # how long
     steps: int = None             # stop after this many optimizer steps in all (counting resumed ones)

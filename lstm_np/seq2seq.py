@@ -32,6 +32,21 @@ from .losses import masked_cross_entropy
 from .lstm import LSTM
 
 
+def combine_lr_scale(named_parameters, scale):
+    """An optimizer's lr_scale giving the attentional layer h~_t = tanh(W_c [ctx_t ; h_t]) (decoder.combine.*)
+    the multiplier `scale`: {name: scale}, {} without attention.
+
+    Why: Adam moves every weight by about lr per step whatever its gradient's size, and W_c's 2·Hd inputs of
+    similar sign add those moves up, so at lr 1e-2 the tanh saturates within the first hundred steps (on
+    word-level Tatoeba, 99% of h~'s units at |h~| > 0.99 after 800 steps) and passes almost no gradient to the
+    attention, the decoder and the encoder below it: the model then fails to fit even its training data (loss
+    3.3 after 800 steps against 0.5 without attention). At a tenth of the rate 0.1% of the units saturate, the
+    loss falls to 1.8 by then, and 240 s of Tatoeba reach 8.5% test exact match instead of 1.5% (14.3% without
+    attention). The default stays 1.0: on the DLfS2 data at 30 s, 0.1 changed nothing on dates and scored
+    slightly lower on addition (validation 98.8% against 99.8%, one seed)."""
+    return {name: scale for name, _, _ in named_parameters if name.startswith("decoder.combine.")}
+
+
 def dropout_mask(rng, shape, p, dtype):
     """Inverted dropout: 0 with probability p, else 1/(1-p), so that E[mask] = 1."""
     return (rng.random(shape) >= p).astype(dtype) / (1.0 - p)

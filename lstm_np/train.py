@@ -40,7 +40,7 @@ from .data import EOS, Vocab, read_tsv
 from .evaluate import encode_source, evaluate
 from .optim import Adam, WarmupDecay, clip_grad_norm
 from .run_folder import load_model, output_limit, write_run_files
-from .seq2seq import Seq2Seq
+from .seq2seq import Seq2Seq, combine_lr_scale
 from .train_state import TrainState
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "load_data"]
@@ -108,10 +108,12 @@ class Trainer:
         self.stop_signal = None
 
     def optimizer(self):
-        """Adam over the model's parameters, the peephole weights at lr × peephole_lr_scale (the recipe)."""
+        """Adam over the model's parameters, the peephole weights at lr × peephole_lr_scale (the recipe) and
+        attention's combine layer at lr × combine_lr_scale (why: seq2seq.combine_lr_scale)."""
         params = self.model.named_parameters()
         return Adam(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                    lr_scale=peephole_lr_scale(params, self.cfg.peephole_lr_scale))
+                    lr_scale={**peephole_lr_scale(params, self.cfg.peephole_lr_scale),
+                              **combine_lr_scale(params, self.cfg.combine_lr_scale)})
 
     # ------------------------------------------------------------------------------------------------
     # checkpoints

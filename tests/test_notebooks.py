@@ -1,7 +1,8 @@
 """The notebooks: each runs top to bottom on a fresh kernel and still shows, page for page, what it saved
 (the comparison's rules are in tests/notebook_pages.py: measured numbers masked, figures counted, standard
-error ignored); they cite only files the repository has; and the helper modules they import (notebooks/show_code.py,
-diagrams.py, exercises.py) do what the notebooks say.
+error ignored); they cite only files the repository has; every chapter has an exercise with a verified solution;
+and the helper modules they import (notebooks/show_code.py, diagrams.py, exercises.py, and the written
+solutions in solutions.py) do what the notebooks say.
 
 `make notebooks` re-executes them in place when a change to the code changes what they print.
 """
@@ -27,6 +28,7 @@ sys.path.insert(0, NOTEBOOK_DIR)
 
 import diagrams  # noqa: E402  (the notebooks' helpers live beside them)
 import exercises  # noqa: E402
+import solutions  # noqa: E402  (the "write the code" exercises' solutions, out of the chapters' sight)
 from show_code import code_lines  # noqa: E402
 
 
@@ -150,18 +152,34 @@ def test_no_notebook_cites_a_file_missing_from_the_repository():
                    for cell in nb.cells), "a notebook cites DESIGN.md or STYLE.md (the repository has docs/design.md)"
 
 
-def test_the_notebooks_hold_ten_figures_and_three_exercises_with_verified_solutions():
-    figures, exercises_found = 0, []
+def code_sources(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_every_chapter_has_an_exercise_and_every_exercise_a_verified_solution():
+    """Each chapter has an exercise; each exercise's checker is either asserted on a solution at the end of
+    its chapter, or is a "write the code" checker whose solution in notebooks/solutions.py the tests below
+    run (and whose checking cell, in the saved chapter, still says "not answered yet": no solution was left
+    in the stub)."""
+    figures, exercise_headings, stubs = 0, [], []
     for name, nb in saved_notebooks().items():
         figures += sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
         headings = [m for cell in nb.cells if cell.cell_type == "markdown"
-                    for m in re.findall(r"^#+ (Exercise \d+)", cell.source, flags=re.M)]
-        solutions = [cell.source for cell in nb.cells if cell.cell_type == "code"
-                     and re.search(r"assert exercises\.check_\w+\(.*\) is True", cell.source)]
-        assert len(solutions) >= len(set(headings)), f"{name}: an exercise without a solution the notebook asserts"
-        exercises_found += headings
+                    for m in re.findall(r"^#+ (Exercise [\d.]+)", cell.source, flags=re.M)]
+        assert headings, f"{name}: a chapter without an exercise"
+        exercise_headings += headings
+        asserted = {m for cell in code_sources(nb)
+                    for m in re.findall(r"assert exercises\.(check_\w+)\(.*\) is True", cell.source)}
+        for cell in code_sources(nb):
+            for checker in re.findall(r"^exercises\.(check_\w+)\(", cell.source, flags=re.M):
+                assert checker in asserted or checker in WRITTEN_SOLUTIONS, f"{name}: {checker} has no verified solution"
+                if checker in WRITTEN_SOLUTIONS:
+                    stubs.append(checker)
+                    shown = "".join(out.get("text", "") for out in cell.get("outputs", []))
+                    assert "not answered yet" in shown, f"{name}: the stub checked by {checker} is answered"
     assert figures >= 10, f"{figures} figures across the notebooks"
-    assert len(set(exercises_found)) >= 3, exercises_found
+    assert len(set(exercise_headings)) >= 9, exercise_headings
+    assert sorted(set(stubs)) == sorted(WRITTEN_SOLUTIONS), "a written solution with no stub in the chapters"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -255,7 +273,7 @@ def test_the_forget_bias_checker_tells_right_from_wrong(capsys):
 
 
 def library_diagonal_backward(P, x, h_prev, c_prev, g_h, g_c):
-    """A right answer to Exercise 2 from the library's own backward, not from the notebook's solution."""
+    """A right answer to Exercise 3.1 from the library's own backward, not from the notebook's solution."""
     cell = ln.LSTMCell(len(x), len(h_prev), peephole="diagonal", dtype=np.float64)
     for name, value in cell.equation_params().items():
         value[...] = P[name]
@@ -300,3 +318,103 @@ def test_removing_the_output_peephole_term_breaks_the_backward_only_inside_the_b
     with pytest.raises(RuntimeError), exercises.output_peephole_term_removed():
         raise RuntimeError
     assert worst() < 1e-7                                   # ... also after an exception in the block
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the "write the code" exercises: each solution (notebooks/solutions.py, out of the chapters' sight) passes
+# its checker, and a copy with one typical mistake fails it with a message that names the mistake
+WRITTEN_SOLUTIONS = {             # the checker of each "write the code" exercise -> the solution's functions
+    "check_lstm_step_forward": (solutions.lstm_step_forward,),
+    "check_lstm_step_backward": (solutions.lstm_step_forward, solutions.lstm_step_backward),
+    "check_lstm_sequence": (solutions.lstm_forward, solutions.lstm_backward),
+    "check_softmax_loss": (solutions.softmax_loss,),
+    "check_welch_t": (solutions.welch_t,),
+    "check_embedding_backward": (solutions.embedding_backward,),
+}
+
+
+@pytest.mark.parametrize("checker", WRITTEN_SOLUTIONS)
+def test_each_written_solution_passes_its_checker(checker, capsys):
+    assert getattr(exercises, checker)(*WRITTEN_SOLUTIONS[checker]) is True
+    assert "right:" in capsys.readouterr().out
+
+
+def test_the_step_forward_checker_passes_the_solution_and_names_h_when_the_output_peephole_is_missing(capsys):
+    def without_output_peephole(x, h_prev, c_prev, P):
+        return solutions.lstm_step_forward(x, h_prev, c_prev, dict(P, W_co=np.zeros_like(P["W_co"])))
+
+    assert exercises.check_lstm_step_forward(solutions.lstm_step_forward) is True
+    assert exercises.check_lstm_step_forward(without_output_peephole) is False
+    out = capsys.readouterr().out
+    assert "h_t differ from LSTMCell.forward" in out and "c_t        relative error against lstm_np" in out
+
+
+def test_the_step_backward_checker_passes_the_solution_and_names_the_gradients_a_missing_term_breaks(capsys):
+    def without_output_peephole_term(dh, dc, cache):
+        P = cache[3]
+        return solutions.lstm_step_backward(dh, dc, cache[:3] + (dict(P, W_co=np.zeros_like(P["W_co"])),) + cache[4:])
+
+    assert exercises.check_lstm_step_backward(solutions.lstm_step_forward, solutions.lstm_step_backward) is True
+    capsys.readouterr()
+    assert exercises.check_lstm_step_backward(solutions.lstm_step_forward, without_output_peephole_term) is False
+    verdict = capsys.readouterr().out.splitlines()[-1]
+    assert "∂L/∂c_prev" in verdict and "∂L/∂W_ci" in verdict and "∂L/∂W_xo" not in verdict, verdict
+    assert exercises.check_lstm_step_backward(solutions.lstm_step_forward, lambda dh, dc, cache: ...) is None
+
+
+def test_the_sequence_checker_passes_the_solution_and_fails_a_bptt_that_drops_the_cell_carry(capsys):
+    def drops_dc_next(dhs, caches):
+        dxs, grads, dh_next = [], {}, np.zeros_like(dhs[0])
+        for t in reversed(range(len(dhs))):
+            dx, dh_next, _, g = solutions.lstm_step_backward(dhs[t] + dh_next, np.zeros_like(dh_next), caches[t])
+            dxs.append(dx)
+            grads = {k: grads.get(k, 0) + v for k, v in g.items()}
+        return np.stack(dxs[::-1]), dh_next, np.zeros_like(dh_next), grads
+
+    assert exercises.check_lstm_sequence(solutions.lstm_forward, solutions.lstm_backward) is True
+    capsys.readouterr()
+    assert exercises.check_lstm_sequence(solutions.lstm_forward, drops_dc_next) is False
+    verdict = capsys.readouterr().out.splitlines()[-1]
+    assert "∂L/∂c0" in verdict and "∂L/∂W_xi" in verdict
+
+
+def test_the_softmax_loss_checker_passes_the_solution_and_fails_an_unmasked_mean_or_gradient(capsys):
+    def mean_over_all_positions(logits, targets, mask):
+        loss, dlogits = solutions.softmax_loss(logits, targets, mask)
+        return loss * mask.sum() / mask.size, dlogits
+
+    def unmasked_gradient(logits, targets, mask):
+        return solutions.softmax_loss(logits, targets, mask)[0], solutions.softmax_loss(logits, targets, mask | True)[1]
+
+    assert exercises.check_softmax_loss(solutions.softmax_loss) is True
+    assert exercises.check_softmax_loss(mean_over_all_positions) is False
+    assert "divide by mask.sum()" in capsys.readouterr().out
+    assert exercises.check_softmax_loss(unmasked_gradient) is False
+    out = capsys.readouterr().out
+    assert "∂L/∂logits disagree" in out and "padded positions must get a zero gradient" in out
+
+
+def test_the_welch_checker_passes_the_solution_and_fails_the_pooled_degrees_of_freedom(capsys):
+    def pooled_df(a, b):
+        return solutions.welch_t(a, b)[0], len(a) + len(b) - 2
+
+    assert exercises.check_welch_t(solutions.welch_t) is True
+    assert exercises.check_welch_t(pooled_df) is False
+    assert "df is off" in capsys.readouterr().out
+    assert exercises.check_welch_t(lambda a, b: (-solutions.welch_t(a, b)[0], solutions.welch_t(a, b)[1])) is False
+
+
+def test_the_embedding_checker_passes_the_scatter_add_and_fails_fancy_indexing_that_drops_repeats(capsys):
+    def fancy_indexing(dout, ids, V):
+        dW = np.zeros((V, dout.shape[-1]))
+        dW[ids.reshape(-1)] += dout.reshape(-1, dout.shape[-1])     # repeated ids: only one write survives
+        return dW
+
+    assert exercises.check_embedding_backward(solutions.embedding_backward) is True
+    assert exercises.check_embedding_backward(fancy_indexing) is False
+    assert "rows [1, 4] are off" in capsys.readouterr().out
+
+
+def test_a_code_checker_reports_a_readers_exception_instead_of_raising(capsys):
+    assert exercises.check_lstm_step_forward(lambda x, h, c, P: x @ P["W_hi"]) is False
+    assert "raised ValueError" in capsys.readouterr().out

@@ -76,7 +76,7 @@ def test_a_run_saved_before_the_recipe_resumes_with_the_settings_it_trained_with
             "--peephole-init", "uniform", "--peephole-lr-scale", "1"], tmp_path))
     path = tmp_path / "old" / "config.json"
     saved = json.loads(path.read_text())
-    for key in ("peephole_init", "peephole_lr_scale", "valid_size"):
+    for key in ("peephole_init", "peephole_lr_scale", "valid_size", "combine_lr_scale"):
         del saved["train"][key]
     del saved["model"]["peephole_init"]
     path.write_text(json.dumps(saved))
@@ -84,6 +84,19 @@ def test_a_run_saved_before_the_recipe_resumes_with_the_settings_it_trained_with
     assert "resumed old at step 2" in r.stdout
     cfg = json.loads((tmp_path / "m.json").read_text())["config"]
     assert (cfg["peephole_init"], cfg["peephole_lr_scale"], cfg["valid_size"]) == ("uniform", 1.0, 2000)
+    assert cfg["combine_lr_scale"] == 1.0, "runs saved before it existed trained the combine layer at the full lr"
+
+
+@pytest.mark.parametrize("attention", ["luong", "bahdanau"])
+def test_attentions_combine_layer_and_only_it_steps_at_lr_times_combine_lr_scale(tmp_path, attention):
+    trainer = Trainer(config(tmp_path, attention=attention, combine_lr_scale=0.25, peephole="none"),
+                      log=lambda line: None)
+    lr = trainer.opt.lr
+    scaled = {name for name, _, _ in trainer.model.named_parameters() if trainer.opt.lr_of(name) != lr}
+    assert scaled == {"decoder.combine.weight", "decoder.combine.bias"}
+    assert trainer.opt.lr_of("decoder.combine.weight") == lr * 0.25
+    plain = Trainer(config(tmp_path, attention="none", peephole="none"), log=lambda line: None)
+    assert all(plain.opt.lr_of(name) == plain.opt.lr for name, _, _ in plain.model.named_parameters())
 
 
 def test_metrics_hold_the_learning_curve(tmp_path):
