@@ -122,7 +122,9 @@ def torch_seq2seq_class(torch):
         """What a user would write with torch, with the architecture choices lstm_np's Seq2Seq has:
 
             encoder   nn.Embedding(V_src, E) -> nn.LSTM(E, H) over the source, read reversed within its length
-                      if reverse_source; packed only when the batch has padding
+                      if reverse_source; packed only when the batch has padding; with bidirectional, both
+                      directions, their final states side by side ([fwd ; bwd], as lstm_np's bridge) for a
+                      decoder of Hd = 2H units (H otherwise)
             decoder   nn.Embedding(V_tgt, E) [⊕ the encoder's final h if peeky] -> nn.LSTM started from the
                       encoder's final (h, c) -> with attention="luong": dot attention over the encoder outputs,
                       tanh(W_c [ctx ; h]) -> nn.Linear(H, V_tgt); without: nn.Linear over h [⊕ summary if peeky]
@@ -131,21 +133,22 @@ def torch_seq2seq_class(torch):
         """
 
         def __init__(self, src_vocab, tgt_vocab, embed_size=64, hidden_size=128, attention=None, peeky=False,
-                     reverse_source=False):
+                     reverse_source=False, bidirectional=False):
             super().__init__()
             if attention not in (None, "luong"):
                 raise ValueError(f"attention must be None or 'luong', got {attention!r}")
             self.attention, self.peeky, self.reverse_source = attention, peeky, reverse_source
             self.src_embed = nn.Embedding(src_vocab, embed_size, padding_idx=PAD)
             self.tgt_embed = nn.Embedding(tgt_vocab, embed_size, padding_idx=PAD)
-            self.encoder = nn.LSTM(embed_size, hidden_size)
-            self.decoder = nn.LSTM(embed_size + (hidden_size if peeky else 0), hidden_size)
+            self.encoder = nn.LSTM(embed_size, hidden_size, bidirectional=bidirectional)
+            Hd = hidden_size * (2 if bidirectional else 1)                             # the decoder's units
+            self.decoder = nn.LSTM(embed_size + (Hd if peeky else 0), Hd)
             if attention:
-                self.combine = nn.Linear(2 * hidden_size, hidden_size)
-            self.out = nn.Linear(hidden_size * (2 if peeky and not attention else 1), tgt_vocab)
+                self.combine = nn.Linear(2 * Hd, Hd)
+            self.out = nn.Linear(Hd * (2 if peeky and not attention else 1), tgt_vocab)
 
         def encode(self, src):
-            """src (B, S) int64 -> keys (S, B, H), (h, c) each (1, B, H), mask (B, S) of real positions."""
+            """src (B, S) int64 -> keys (S, B, Hd), (h, c) each (1, B, Hd), mask (B, S) of real positions."""
             real = src != PAD
             lengths = real.sum(1).clamp(min=1)                                         # (B,)
             if self.reverse_source:                                                    # x_{len-1} .. x_0, then PAD
@@ -157,6 +160,8 @@ def torch_seq2seq_class(torch):
                 keys, _ = pad_packed_sequence(keys, total_length=src.shape[1])
             else:
                 keys, state = self.encoder(x)
+            if self.encoder.bidirectional:                                             # (2, B, H) -> (1, B, 2H)
+                state = tuple(torch.cat([s[0], s[1]], -1)[None] for s in state)
             return keys, state, real
 
         def decode(self, ids, state, keys, mask, summary):
@@ -211,14 +216,14 @@ def torch_data(flags, seed=0):
 
 
 def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, peeky=False, reverse_source=False,
-                schedule="constant", clip=5.0, seed=0, clock=time.perf_counter):
+                bidirectional=False, schedule="constant", clip=5.0, seed=0, clock=time.perf_counter):
     """Train TorchSeq2Seq for `seconds` of `clock` (wall clock; time.process_time gives the CPU time this
     process got, which another job's load does not shrink) on `data` (torch_data's) with Adam at `lr`
     (constant, or `schedule="cosine"`: lr·½(1 + cos(π·elapsed/seconds)), the decay spread over the budget) and
     gradient clipping, in lstm_np's length-grouped batches. -> (model in eval mode, steps, seconds trained)."""
     torch.manual_seed(seed)
     model = TorchSeq2Seq(len(data.src_vocab), len(data.tgt_vocab), hidden_size=hidden_size, attention=attention,
-                         peeky=peeky, reverse_source=reverse_source)
+                         peeky=peeky, reverse_source=reverse_source, bidirectional=bidirectional)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     lengths = [len(x) for x in data.train_src]                      # what lstm_np's batching groups by

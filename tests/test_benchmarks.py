@@ -59,3 +59,31 @@ def test_yardstick_gives_a_padded_row_the_state_it_has_alone():
         _, (h_batch, _), _ = model.encode(torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]]))
         _, (h_alone, _), _ = model.encode(torch.tensor([[8, 9, 2]]))
     np.testing.assert_allclose(h_batch[0, 1].numpy(), h_alone[0, 0].numpy(), rtol=0, atol=1e-6)
+
+
+@needs_torch
+def test_bidirectional_yardstick_starts_its_decoder_from_both_directions_final_states():
+    """[fwd ; bwd] as lstm_np's bridge: the forward half is the forward output at each row's last real position,
+    the backward half the backward output at position 0; the decoder and attention get 2H units."""
+    torch = common.load_torch()
+    torch.manual_seed(0)
+    H = 8
+    model = common.TorchSeq2Seq(12, 12, hidden_size=H, attention="luong", peeky=True, bidirectional=True)
+    src = torch.tensor([[5, 6, 7, 2], [8, 9, 2, 0]])
+    with torch.no_grad():
+        keys, (h, c), _ = model.encode(src)
+        loss = model(src, torch.tensor([[4, 5, 2], [6, 2, 0]]))
+    assert h.shape == c.shape == (1, 2, 2 * H) and keys.shape == (4, 2, 2 * H)
+    last = torch.tensor([3, 2])                                       # each row's last real position
+    np.testing.assert_allclose(h[0, :, :H].numpy(), keys[last, torch.arange(2), :H].numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(h[0, :, H:].numpy(), keys[0, :, H:].numpy(), rtol=0, atol=1e-6)
+    assert model.decoder.hidden_size == 2 * H and np.isfinite(loss.item())
+
+
+def test_bench_g2p_trains_lstm_np_with_make_g2ps_recipe_and_letters_in_phones_out():
+    """bench_g2p reads the recipe from the Makefile (its one written copy), and lstm-np's parser takes it."""
+    import bench_g2p
+    from lstm_np.cli import build_parser
+    args = build_parser().parse_args(["train", *bench_g2p.DATA_FLAGS, *bench_g2p.RECIPE])
+    assert (args.src_tokens, args.tgt_tokens, args.bidirectional, args.attention) == ("char", "word", True, "luong")
+    assert args.beam_size == 5 and "--max-seconds" not in bench_g2p.RECIPE
