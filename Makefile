@@ -11,7 +11,7 @@ $(PY):
 
 $(STAMP): $(PY) setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,mpi]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -47,16 +47,21 @@ train: $(STAMP)
 # English pronunciation (CMUdict G2P, data/README.md): the README's recipe for G2P_SECONDS of training on the
 # training words (5% of them, at most 2000, held out for validation), scored on the 12,000 test words; then test
 # WER and PER and the pronunciations of words a user might type. Checkpoint in runs/g2p/, metrics in runs/g2p.json.
+# G2P_WORKERS: processes training the model together (docs/design.md §9), every core when the MPI extra is
+# installed (`make test` installs it), else 1.
 G2P_SECONDS ?= 3600
 G2P_THREADS ?= 1
+G2P_WORKERS ?= $(shell $(PY) -c "import importlib.util as u, os; print(os.cpu_count() if u.find_spec('mpi4py') else 1)" 2>/dev/null || echo 1)
 G2P_RECIPE  := --src-tokens char --tgt-tokens word --bidirectional --attention luong --peephole none \
                --hidden-size 128 --embed-size 64 --batch-size 64 --lr 1e-2 --valid-size 2000 --beam-size 5
 G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
 
 g2p: $(STAMP)
+	@echo "training on $(G2P_WORKERS) worker process(es), $(G2P_THREADS) BLAS thread(s) each$(if $(filter 1,$(G2P_WORKERS)), (pip install \"lstm_np[mpi]\" to use every core),)"
 	$(PY) -m lstm_np train --train data/cmudict-g2p-train.tsv --test data/cmudict-g2p-test.tsv $(G2P_RECIPE) \
-		--max-seconds $(G2P_SECONDS) --threads $(G2P_THREADS) --out runs/g2p --overwrite --metrics-out runs/g2p.json
-	@$(PY) -c "import json; m = json.load(open('runs/g2p.json')); print(f\"test WER {100 * (1 - m['test_exact_match']):.2f}% | PER {100 * m['test_token_error_rate']:.2f}% | {m['test_examples']} words, beam {m['beam_size']}, {m['steps']} steps in {m['train_seconds']:.0f} s, {$(G2P_THREADS)} BLAS thread(s)\")"
+		--max-seconds $(G2P_SECONDS) --threads $(G2P_THREADS) --workers $(G2P_WORKERS) --out runs/g2p --overwrite \
+		--metrics-out runs/g2p.json
+	@$(PY) -c "import json; m = json.load(open('runs/g2p.json')); print(f\"test WER {100 * (1 - m['test_exact_match']):.2f}% | PER {100 * m['test_token_error_rate']:.2f}% | {m['test_examples']} words, beam {m['beam_size']}, {m['steps']} steps in {m['train_seconds']:.0f} s, {m['workers']} worker(s) x {$(G2P_THREADS)} BLAS thread(s)\")"
 	@echo "pronunciations (word, then the model's phones):"
 	@$(PY) -m lstm_np translate --checkpoint runs/g2p --beam-size 5 --with-source $(G2P_WORDS)
 

@@ -9,7 +9,7 @@ run_folder.py, sweep.py, serve.py) called, one-line errors and exit statuses out
     lstm-np serve --checkpoint DIR [--host 127.0.0.1] [--port 8000]    the explorer page (serve.py)
 
 Every error is one line on stderr and a non-zero exit status: 2 for bad usage or input, 3 for a diverged
-run, 130/143 after SIGINT/SIGTERM (a checkpoint is written first). A closed standard output (`| head`) ends
+run, 4 when a --workers process died (workers.py), 130/143 after SIGINT/SIGTERM (a checkpoint is written first). A closed standard output (`| head`) ends
 the command quietly with status 141, as SIGPIPE would.
 """
 import argparse
@@ -20,7 +20,7 @@ import sys
 
 from threadpoolctl import threadpool_limits
 
-from . import sweep
+from . import parallel, sweep, workers
 from . import tasks as task_lib
 from .attention import ATTENTIONS
 from .cell import PEEPHOLE_INITS, PEEPHOLES
@@ -155,6 +155,8 @@ def build_parser():
                        description="Train an encoder/decoder model. Each option's default is in brackets.",
                        argument_default=argparse.SUPPRESS)
     add_train_options(t)
+    t.add_argument("--workers", type=positive_int, help="processes training the model together, each on a share "
+                   "of every batch (MPI: parallel.py; pip install \"lstm_np[mpi]\") [1]")
 
     tr = sub.add_parser("translate", help="translate with a trained checkpoint")
     tr.add_argument("--checkpoint", metavar="DIR", required=True, help="a directory written by 'lstm-np train'")
@@ -208,7 +210,8 @@ def build_parser():
 
 def train_config(args):
     """TrainConfig from the given flags; with --resume, the saved config with only run-control flags changed."""
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "overwrite", "threads")}
+    given = {k: v for k, v in vars(args).items()
+             if k not in ("command", "resume", "overwrite", "threads", "workers", "argv")}
     for k in DATA_FILES & given.keys():
         # saved absolute in config.json, so that `--resume` works from any directory
         given[k] = os.path.abspath(given[k])
@@ -240,21 +243,26 @@ def train_config(args):
 
 def cmd_train(args):
     cfg = train_config(args)
+    if getattr(args, "workers", 1) > 1 and not parallel.started_by_workers():   # start them: workers.py
+        return workers.run_workers(workers.check_workers(args.workers, cfg.batch_size), args.workers, args.argv,
+                                   cfg.out)
+    world = parallel.world()                        # alone, or the MPI ranks training this model together
     if os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
         raise UsageError(f"--out {cfg.out} is a file; the checkpoint needs a directory")
-    if not args.resume and holds_run(cfg.out):
-        if not args.overwrite:
-            raise UsageError(f"{cfg.out} already holds a run: add --resume to continue it, --overwrite to "
-                             f"replace it, or choose another --out")
+    replace = not args.resume and holds_run(cfg.out)
+    if replace and not args.overwrite:
+        raise UsageError(f"{cfg.out} already holds a run: add --resume to continue it, --overwrite to "
+                         f"replace it, or choose another --out")
+    world.barrier()                                 # every rank has looked at --out before rank 0 changes it
+    if replace and world.rank == 0:
         remove_run(cfg.out)
-    trainer = Trainer(cfg, resume=args.resume, log=lambda line: print(line, flush=True))
+    trainer = Trainer(cfg, resume=args.resume, log=lambda line: print(line, flush=True), world=world)
     result = trainer.run()
-    if result is None:
+    if result is None and world.rank == 0:
         name = signal.Signals(trainer.stop_signal).name
         print(f"{name}: stopped at step {trainer.state.step}; checkpoint saved in {cfg.out} "
               f"(continue with: lstm-np train --out {cfg.out} --resume)", file=sys.stderr)
-        return 128 + trainer.stop_signal
-    return 0
+    return 0 if result is not None else 128 + trainer.stop_signal
 
 
 def cmd_translate(args):
@@ -370,8 +378,12 @@ def cmd_serve(args):
 
 def main(argv=None):
     parser = build_parser()
+    # the ranks of one model (parallel.py) meet the same errors: rank 0 says them, the others end quietly
+    say = sys.stderr if parallel.launched_rank() == 0 else open(os.devnull, "w")
     try:
         args = parser.parse_args(argv)
+        if args.command == "train":       # --workers starts `lstm-np <the same argv>` on each worker
+            args.argv = sys.argv[1:] if argv is None else list(argv)
         if args.command is None:
             parser.print_help()
             return 2
@@ -387,14 +399,16 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except TrainingError as e:
-        print(f"lstm-np: {e}", file=sys.stderr)
+        print(f"lstm-np: {e}", file=say)
         return 3
     except OSError as e:   # "path: reason" rather than "[Errno 2] No such file or directory: 'path'"
-        print(f"lstm-np: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        print(f"lstm-np: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=say)
         return 2
     except (UsageError, DataError, CheckpointError, sweep.SweepError, ValueError, TypeError) as e:
-        print(f"lstm-np: error: {e}", file=sys.stderr)
+        print(f"lstm-np: error: {e}", file=say)
         return 2
     except KeyboardInterrupt:
-        print("lstm-np: interrupted", file=sys.stderr)
+        print("lstm-np: interrupted", file=say)
         return 130
+    finally:
+        parallel.note_finished()        # a rank that got here did not die (workers.py tells the two apart)

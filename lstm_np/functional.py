@@ -1,12 +1,13 @@
 """Numerically stable elementwise math: log-softmax and softmax (the loss, decoding and attention use
-them), and an exactly rounded fused multiply-add (the optimizers use it to match torch's bits).
+them), inverted dropout's masks (every dropout of the models), and an exactly rounded fused multiply-add (the
+optimizers use it to match torch's bits).
 
 The LSTM gates' σ and tanh live in cell.py, next to the equations they implement.
 """
 
 import numpy as np
 
-__all__ = ["log_softmax", "softmax", "fma"]
+__all__ = ["log_softmax", "softmax", "dropout_mask", "fma"]
 
 
 def log_softmax(x, axis=-1):
@@ -26,6 +27,22 @@ def softmax(x, axis=-1):
     """
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def dropout_mask(rng, shape, p, dtype, rows=None):
+    """Inverted dropout's mask of a time-major `shape` (T, B, ...): 0 with probability p, else 1/(1-p), so that
+    E[mask] = 1 and eval mode needs no rescaling.
+
+    rows = (lo, hi, B_all): this batch is rows lo:hi of a batch of B_all rows (a data-parallel worker's share,
+    parallel.py). The mask of the whole batch is drawn and rows lo:hi kept, so every worker draws what one
+    process would, keeps its own rows, and leaves `rng` in the same state as the others.
+    """
+    if rows is None:
+        keep = rng.random(shape) >= p
+    else:
+        lo, hi, batch = rows
+        keep = rng.random((shape[0], batch) + tuple(shape[2:]))[:, lo:hi] >= p
+    return keep.astype(dtype) / (1.0 - p)                    # m ∈ {0, 1/(1-p)}
 
 
 def _two_sum(x, y):

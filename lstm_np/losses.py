@@ -2,15 +2,18 @@
 
 import numpy as np
 
+from .checks import check_int
+
 __all__ = ["masked_cross_entropy"]
 
 
-def masked_cross_entropy(logits, targets, mask):
+def masked_cross_entropy(logits, targets, mask, count=None):
     """Mean cross-entropy over the positions where mask is true, and its gradient.
 
     logits (..., V) float, targets (...) int in [0, V), mask (...) bool or 0/1  ->  (loss, dlogits)
 
         N        = Σ mask                                        (number of real tokens)
+                   or `count`, given: these tokens are a share of a batch of `count` (parallel.py)
         loss     = -(1/N) Σ_{mask} log softmax(logits)[target]
         dlogits  = (softmax(logits) - onehot(target)) ⊙ mask / N      same shape and dtype as logits
 
@@ -34,9 +37,10 @@ def masked_cross_entropy(logits, targets, mask):
         mask = mask.astype(bool)
     if targets.size and (targets.min() < 0 or targets.max() >= V):
         raise ValueError(f"targets must be in [0, {V}), got values in [{targets.min()}, {targets.max()}]")
-    count = int(mask.sum())
-    if count == 0:
+    real = int(mask.sum())
+    if real == 0:
         raise ValueError("mask has no true entry: the mean cross-entropy over zero tokens is undefined")
+    count = real if count is None else check_int("count", count, low=real)
 
     # Five passes over the (..., V) logits (max, subtract, exp, sum, scale), the exponentials computed once
     # and reused as the gradient:

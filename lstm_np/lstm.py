@@ -28,6 +28,7 @@ import numpy as np
 
 from .cell import GATES, LSTMCell, check_peephole, to_gate_major
 from .checks import as_float_array, check_dtype, check_int, check_number, check_size
+from .functional import dropout_mask
 
 DIRECTIONS = ("fwd", "bwd")
 
@@ -64,6 +65,7 @@ class LSTM:
         self.input_size = self._cells[0].input_size
         self.hidden_size = self._cells[0].hidden_size
         self.rng = np.random.default_rng(seeds[-1])  # dropout masks
+        self.batch_rows = None   # (lo, hi, B_all): the rows of a larger batch forward() gets (functional.dropout_mask)
         self.training = True
         self._cache = None
 
@@ -139,8 +141,7 @@ class LSTM:
         layer_in = x
         for layer in range(L):
             if layer > 0 and self.training and self.dropout > 0:
-                keep = self.rng.random(layer_in.shape) >= self.dropout
-                drop = keep.astype(self.dtype) / (1.0 - self.dropout)     # inverted dropout: E[drop] = 1
+                drop = dropout_mask(self.rng, layer_in.shape, self.dropout, self.dtype, self.batch_rows)
                 layer_in = layer_in * drop
                 drop_masks.append(drop)
             else:

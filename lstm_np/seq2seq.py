@@ -27,6 +27,7 @@ from .attention import Attention, check_attention
 from .checks import check_dtype, check_int, check_number, check_size
 from .data import PAD, UNK, lengths_of, reverse_within_lengths, teacher_forcing_input
 from .decoding import attention_weights, beam_search, greedy
+from .functional import dropout_mask
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
 from .lstm import LSTM
@@ -45,11 +46,6 @@ def combine_lr_scale(named_parameters, scale):
     attention). The default stays 1.0: on the DLfS2 data at 30 s, 0.1 changed nothing on dates and scored
     slightly lower on addition (validation 98.8% against 99.8%, one seed)."""
     return {name: scale for name, _, _ in named_parameters if name.startswith("decoder.combine.")}
-
-
-def dropout_mask(rng, shape, p, dtype):
-    """Inverted dropout: 0 with probability p, else 1/(1-p), so that E[mask] = 1."""
-    return (rng.random(shape) >= p).astype(dtype) / (1.0 - p)
 
 
 def check_ids(name, ids, vocab_size):
@@ -89,7 +85,7 @@ class Encoder:
         x = self.embed.forward(ids.T)                                       # (S, B, E) time-major
         self._embed_mask = None
         if self.lstm.training and self.embed_dropout > 0:
-            self._embed_mask = dropout_mask(self.lstm.rng, x.shape, self.embed_dropout, x.dtype)
+            self._embed_mask = dropout_mask(self.lstm.rng, x.shape, self.embed_dropout, x.dtype, self.lstm.batch_rows)
             x = x * self._embed_mask                                        # x ⊙ m, m ∈ {0, 1/(1-p)}  (S, B, E)
         y, (h_n, c_n) = self.lstm.forward(x, lengths=lengths)               # (S, B, Hd), (L*nd, B, H)
         L, nd, H = self.lstm.num_layers, self.lstm.num_directions, self.lstm.hidden_size
@@ -151,7 +147,7 @@ class Decoder:
         training = self.lstm.training
         self._embed_mask = self._out_mask = None
         if training and self.embed_dropout > 0:
-            self._embed_mask = dropout_mask(self.lstm.rng, x.shape, self.embed_dropout, x.dtype)
+            self._embed_mask = dropout_mask(self.lstm.rng, x.shape, self.embed_dropout, x.dtype, self.lstm.batch_rows)
             x = x * self._embed_mask                                        # x ⊙ m                    (T, B, E)
         if self.peeky:
             x = np.concatenate([x, np.broadcast_to(summary, (T,) + summary.shape)], axis=2)  # (T, B, E+Hd)
@@ -167,7 +163,8 @@ class Decoder:
         else:
             out_in = y
         if training and self.output_dropout > 0:
-            self._out_mask = dropout_mask(self.lstm.rng, out_in.shape, self.output_dropout, out_in.dtype)
+            self._out_mask = dropout_mask(self.lstm.rng, out_in.shape, self.output_dropout, out_in.dtype,
+                                          self.lstm.batch_rows)
             out_in = out_in * self._out_mask                                # what the output layer reads, ⊙ m
         return self.out.forward(out_in), (h_n, c_n), alpha                 # (T, B, V)
 
@@ -265,8 +262,12 @@ class Seq2Seq:
         keys, h0, c0, mask = self.encoder.forward(src)
         return keys, h0, c0, mask, h0[-1]
 
-    def loss(self, src, tgt):
-        """Mean cross-entropy over tgt's real tokens; the decoder reads BOS + tgt[:, :-1] (teacher forcing)."""
+    def loss(self, src, tgt, rows=None):
+        """Mean cross-entropy over tgt's real tokens; the decoder reads BOS + tgt[:, :-1] (teacher forcing).
+
+        rows: a slice of the batch (a data-parallel worker's share, parallel.py): only those rows are computed,
+        their cross-entropy summed over the whole batch's real tokens, with the dropout masks of those rows of
+        the whole batch; the shares' losses and gradients then add up to the whole batch's."""
         # The previous loss is dead from here: a call that fails validation leaves nothing behind that
         # backward() could silently differentiate instead.
         self._cache = None
@@ -276,10 +277,20 @@ class Seq2Seq:
             raise ValueError(f"src and tgt must have the same batch size, got {src.shape[0]} and {tgt.shape[0]}")
         if not (tgt != PAD).any(axis=1).all():
             raise ValueError("tgt has a row with no real token: every target must end with EOS")
+        tokens, batch_rows = None, None
+        if rows is not None:
+            if not isinstance(rows, slice):
+                raise TypeError(f"rows must be a slice of the batch, got {type(rows).__name__}")
+            lo, hi, step = rows.indices(len(src))
+            if step != 1 or hi <= lo:
+                raise ValueError(f"rows must be a non-empty slice of consecutive rows of the batch, got {rows}")
+            tokens, batch_rows = int((tgt != PAD).sum()), (lo, hi, len(src))     # the whole batch's
+            src, tgt = src[lo:hi], tgt[lo:hi]
+        self.encoder.lstm.batch_rows = self.decoder.lstm.batch_rows = batch_rows
         keys, h0, c0, mask, summary = self.encode(src)
         dec_in = teacher_forcing_input(tgt)                                               # BOS, y_1 .. y_{T-1}
         logits, _, _ = self.decoder.forward(dec_in.T, h0, c0, summary, keys, mask)       # (T, B, V)
-        loss, dlogits = masked_cross_entropy(logits, tgt.T, tgt.T != PAD)
+        loss, dlogits = masked_cross_entropy(logits, tgt.T, tgt.T != PAD, count=tokens)
         self._cache = dlogits
         return loss
 

@@ -39,6 +39,7 @@ from .config import TrainConfig
 from .data import EOS, Vocab, read_tsv
 from .evaluate import encode_source, evaluate
 from .optim import Adam, WarmupDecay, clip_grad_norm
+from .parallel import world as this_world
 from .run_folder import load_model, output_limit, write_run_files
 from .seq2seq import Seq2Seq, combine_lr_scale
 from .train_state import TrainState
@@ -79,10 +80,16 @@ class Trainer:
     `schedule` (WarmupDecay: the learning rate, its horizon refitted under a time budget), `model` and `opt`.
 
     handle_signals: SIGINT/SIGTERM finish the current step, checkpoint and stop (a run in the main thread of
-    its own process; a sweep's worker leaves signals to its engine)."""
+    its own process; a sweep's worker leaves signals to its engine).
 
-    def __init__(self, cfg, resume=False, log=print, handle_signals=True):
-        self.cfg, self.log, self.handle_signals = cfg, log, handle_signals
+    world: the processes training this one model (parallel.py), this process's by default: alone, or the MPI
+    ranks that started it. Only rank 0 logs, writes the run folder and runs the final test; the others'
+    `run()` returns {}."""
+
+    def __init__(self, cfg, resume=False, log=print, handle_signals=True, world=None):
+        self.world = this_world() if world is None else world
+        self.cfg, self.handle_signals = cfg, handle_signals
+        self.log = log if self.world.rank == 0 else (lambda line: None)
         self.ckpt = CheckpointDir(cfg.out) if cfg.out else None
         self.splits, self.source = load_data(cfg)
         if resume:
@@ -122,7 +129,7 @@ class Trainer:
 
     def save(self, with_best=False):
         """Write a checkpoint of the current step (and the best weights, when they just changed)."""
-        if self.ckpt is None:
+        if self.ckpt is None or self.world.rank != 0:
             return
         s = self.state
         s.data_rng = self.data_rng.bit_generator.state
@@ -168,16 +175,16 @@ class Trainer:
     def should_stop(self, run_start):
         cfg, s = self.cfg, self.state
         reached = cfg.stop_at is not None and bool(s.history) and s.history[-1]["exact_match"] >= cfg.stop_at
-        return (self.stop_signal is not None or reached
+        over_time = cfg.max_seconds is not None and time.perf_counter() - run_start >= cfg.max_seconds
+        return (self.world.agree_stop(over_time, self.stop_signal is not None) or reached   # rank 0's clock
                 or (cfg.steps is not None and s.step >= cfg.steps)
-                or (cfg.epochs is not None and self.stream.epochs_done() >= cfg.epochs)
-                or (cfg.max_seconds is not None and time.perf_counter() - run_start >= cfg.max_seconds))
+                or (cfg.epochs is not None and self.stream.epochs_done() >= cfg.epochs))
 
     def run(self):
         """Train until a stop condition; then the final evaluation (None if stopped by a signal)."""
         cfg, s = self.cfg, self.state
         params = self.model.named_parameters()
-        if self.ckpt is not None and s.step == 0:
+        if self.ckpt is not None and s.step == 0 and self.world.rank == 0:
             write_run_files(cfg.out, dataclasses.asdict(cfg), self.model.config, self.src_vocab, self.tgt_vocab)
         n_params = sum(v.size for _, v, _ in params)
         self.log(f"data: {self.source}: {len(self.splits['train'])} train / {len(self.splits['valid'])} valid"
@@ -193,9 +200,20 @@ class Trainer:
             while not self.should_stop(run_start):
                 src, tgt = self.stream.next()
                 self.model.zero_grad()
+                rows, counts = self.world.rows(len(src))          # this process's share of the batch
+                try:
+                    with self.numerics("forward/backward pass", s.step + 1):
+                        loss = self.model.loss(src, tgt) if rows is None else self.model.loss(src, tgt, rows)
+                        self.model.backward()
+                except TrainingError:
+                    if self.world.size == 1:
+                        raise
+                    loss = math.nan       # the other ranks see it in the summed loss: all stop alike below
+                if not counts:
+                    loss = 0.0
+                    self.model.zero_grad()
                 with self.numerics("forward/backward pass", s.step + 1):
-                    loss = self.model.loss(src, tgt)
-                    self.model.backward()
+                    loss = self.world.sum_gradients(params, loss)   # the ranks' shares added up
                     norm = clip_grad_norm(params, cfg.clip)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     raise self.diverged(f"loss {loss}, gradient norm {norm}", s.step + 1)
@@ -214,7 +232,7 @@ class Trainer:
                     self.log(f"{self.progress(elapsed)} | loss {loss:.4f} | grad-norm {norm:.2f} | "
                              f"lr {self.opt.lr:.1e} | {ms:.0f} ms/step")
                     window_start, window_steps = time.perf_counter(), 0
-                if self.validation_due(elapsed, last_validation):
+                if self.world.from_root(self.validation_due(elapsed, last_validation)):
                     self._validate_and_save(run_start, run_start_step, base_seconds)
                     last_validation = time.perf_counter() - run_start
                     window_start, window_steps = time.perf_counter(), 0
@@ -225,6 +243,8 @@ class Trainer:
         self.save()
         if self.stop_signal is not None:
             return None
+        if self.world.rank != 0:
+            return {}
         with self.numerics("final evaluation", s.step):
             return self.finish()
 
@@ -266,11 +286,16 @@ class Trainer:
         point), keep the best weights, refit the decay, checkpoint."""
         cfg, s = self.cfg, self.state
         started = time.perf_counter()
-        with self.numerics("validation", s.step):
-            m = self.validate()
+        m = None
+        if self.world.rank == 0:                                        # validated once, the result shared
+            with self.numerics("validation", s.step):
+                m = self.validate()
+            m = {"exact_match": m["exact_match"], "token_accuracy": m["token_accuracy"],
+                 "seconds": round(base_seconds + time.perf_counter() - run_start, 3)}
+        m = self.world.from_root(m)
         took = time.perf_counter() - started
         loss_sum, n = s.loss_window
-        s.history.append({"step": s.step, "seconds": round(base_seconds + time.perf_counter() - run_start, 3),
+        s.history.append({"step": s.step, "seconds": m["seconds"],
                           "exact_match": m["exact_match"], "token_accuracy": m["token_accuracy"],
                           "loss": loss_sum / n})
         s.loss_window = [0.0, 0]
@@ -284,7 +309,7 @@ class Trainer:
         if cfg.max_seconds is not None and cfg.decay_steps is None:
             elapsed = time.perf_counter() - run_start          # fit the decay to what the budget allows
             rate = (s.step - run_start_step) / max(elapsed, 1e-9)
-            s.horizon = int(s.step + max(0.0, cfg.max_seconds - elapsed) * rate)
+            s.horizon = self.world.from_root(int(s.step + max(0.0, cfg.max_seconds - elapsed) * rate))
             self.schedule.refit(s.horizon)
         self.save(with_best=improved)
 
@@ -312,7 +337,7 @@ class Trainer:
                   "test_set": "test" if self.splits["test"] else "valid",
                   "valid_exact_match": last["exact_match"],
                   "final_loss": s.final_loss, "train_seconds": round(s.train_seconds, 3),
-                  "steps": s.step, "epochs": s.epoch, "beam_size": cfg.beam_size,
+                  "steps": s.step, "epochs": s.epoch, "beam_size": cfg.beam_size, "workers": self.world.size,
                   "history": s.history, "config": dataclasses.asdict(cfg)}
         self.log(f"test: exact match {result['test_exact_match']:.4f} | token accuracy "
                  f"{result['test_token_accuracy']:.4f} | token error rate {result['test_token_error_rate']:.4f} | "

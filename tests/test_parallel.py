@@ -1,0 +1,203 @@
+"""Data parallelism (parallel.py, workers.py): a batch's shares add up to the batch; N MPI ranks train the model
+one process trains; a dead worker loses nothing.
+
+The first tests need no MPI: they check the arithmetic the ranks rely on (Seq2Seq.loss with `rows`). The others
+run `mpiexec` and skip, saying why, without the extra (pip install "lstm_np[mpi]").
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from helpers import CLI, ENV, SRC, TGT, TINY_FLAGS, cli, load_metrics, make_data, make_model, ok, one_line_error
+from lstm_np.losses import masked_cross_entropy
+from lstm_np.parallel import MPIWorld, Solo
+
+SRC4 = np.vstack([SRC, SRC[:1]])          # 4 rows: a batch that splits into shares of 2, or of 1 and 3
+TGT4 = np.vstack([TGT, TGT[1:2]])
+
+
+def loss_and_grads(model, rows, rng_states):
+    """(loss, {name: grad}) of the rows `rows` of SRC4/TGT4, the dropout generators first set to `rng_states`."""
+    for lstm, state in zip((model.encoder.lstm, model.decoder.lstm), rng_states):
+        lstm.rng.bit_generator.state = state
+    model.zero_grad()
+    loss = model.loss(SRC4, TGT4, rows)
+    model.backward()
+    return loss, {name: g.copy() for name, _, g in model.named_parameters()}
+
+
+@pytest.mark.parametrize("attention", [None, "luong"])
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_the_shares_of_a_batch_add_up_to_its_loss_and_gradients_with_dropout(attention, cut):
+    model = make_model("full", 2, True, attention=attention, seed=3, dropout=0.3, embed_dropout=0.3,
+                       output_dropout=0.3)
+    states = [lstm.rng.bit_generator.state for lstm in (model.encoder.lstm, model.decoder.lstm)]
+    whole, grads = loss_and_grads(model, None, states)
+    after = [lstm.rng.bit_generator.state for lstm in (model.encoder.lstm, model.decoder.lstm)]
+    first, grads_first = loss_and_grads(model, slice(0, cut), states)
+    first_after = [lstm.rng.bit_generator.state for lstm in (model.encoder.lstm, model.decoder.lstm)]
+    second, grads_second = loss_and_grads(model, slice(cut, 4), states)
+    assert first + second == pytest.approx(whole, rel=1e-13, abs=0)
+    for name, g in grads.items():
+        np.testing.assert_allclose(grads_first[name] + grads_second[name], g, rtol=1e-12, atol=1e-15, err_msg=name)
+    assert first_after == after, "a share must leave the dropout generators where the whole batch does"
+    assert 0 < first < whole and 0 < second < whole
+
+
+def test_a_share_is_a_slice_of_consecutive_rows():
+    model = make_model()
+    for rows, error in [([0, 1], TypeError), (slice(0, 4, 2), ValueError), (slice(2, 2), ValueError)]:
+        with pytest.raises(error, match="rows"):
+            model.loss(SRC4, TGT4, rows)
+
+
+def test_cross_entropy_over_a_larger_batchs_token_count():
+    rng = np.random.default_rng(0)
+    logits, targets = rng.normal(size=(3, 2, 5)), rng.integers(0, 5, size=(3, 2))
+    mask = np.array([[1, 1], [1, 0], [0, 0]], bool)
+    mean, dmean = masked_cross_entropy(logits, targets, mask)
+    share, dshare = masked_cross_entropy(logits, targets, mask, count=6)     # 3 real tokens of a batch's 6
+    assert share == pytest.approx(mean * 3 / 6, rel=1e-15)
+    np.testing.assert_allclose(dshare, dmean * 3 / 6, rtol=1e-15)
+    with pytest.raises(ValueError, match="count"):
+        masked_cross_entropy(logits, targets, mask, count=2)    # fewer than the real tokens given
+
+
+def test_rows_of_a_batch_cover_it_once():
+    class Comm:
+        def __init__(self, rank, size):
+            self.rank, self.size = rank, size
+
+        def Get_rank(self):
+            return self.rank
+
+        def Get_size(self):
+            return self.size
+    pytest.importorskip("mpi4py", reason='the MPI extra is not installed: pip install "lstm_np[mpi]"')
+    for size in (2, 3, 4):
+        worlds = [MPIWorld(Comm(r, size)) for r in range(size)]
+        for batch in (1, 2, 5, 64, 65):
+            shares = [w.rows(batch) for w in worlds]
+            if batch < size:     # everyone computes all rows (the same dropout draws), rank 0's count
+                assert shares == [(None, r == 0) for r in range(size)]
+            else:
+                covered = [i for rows, counts in shares for i in range(batch)[rows]]
+                assert covered == list(range(batch)) and all(c for _, c in shares)
+    assert Solo().rows(7) == (None, True)
+
+
+# ----------------------------------------------------------------------------- with MPI
+def mpi_missing():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return 'the MPI extra is not installed: pip install "lstm_np[mpi]"'
+    if shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])) is None:
+        return "mpiexec is not installed"
+    return None
+
+
+needs_mpi = pytest.mark.skipif(mpi_missing() is not None, reason=str(mpi_missing()))
+MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
+FLOAT64 = TINY_FLAGS + ["--train", "A.tsv", "--test", "B.tsv", "--dtype", "float64", "--layers", "2",
+                        "--dropout", "0.2", "--embed-dropout", "0.1", "--output-dropout", "0.1", "--eval-every", "10"]
+
+
+def mpiexec(n, args, cwd):
+    return subprocess.run([MPIEXEC, "-n", str(n)] + CLI + [str(a) for a in args], cwd=cwd, env=ENV,
+                          encoding="utf-8", capture_output=True, timeout=120)
+
+
+@needs_mpi
+def test_per_step_gradients_of_two_ranks_equal_one_process(tmp_path):
+    """tests/mpi_gradients.py trains 12 float64 steps (dropout everywhere, batches of 19 and one of 1) on 2 ranks,
+    then on rank 0 alone, and compares each step's summed gradient."""
+    script = os.path.join(os.path.dirname(__file__), "mpi_gradients.py")
+    make_data(tmp_path)
+    run = subprocess.run([MPIEXEC, "-n", "2", sys.executable, script, str(tmp_path)], cwd=tmp_path, env=ENV,
+                         encoding="utf-8", capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["steps"] == 12 and result["ranks"] == 2
+    assert result["max_relative_difference"] < 1e-12, result
+    assert result["max_relative_difference"] > 0 or result["identical"], result
+
+
+@needs_mpi
+def test_workers_and_mpiexec_train_the_model_one_process_trains_and_resume_with_any_number(tmp_path):
+    make_data(tmp_path)
+    ok(cli(["train", *FLOAT64, "--steps", "30", "--out", "one", "--metrics-out", "one.json"], tmp_path))
+    ok(cli(["train", *FLOAT64, "--steps", "30", "--out", "two", "--metrics-out", "two.json", "--workers", "2"],
+           tmp_path))
+    # a run of 2 ranks stopped at step 20, resumed on 3 ranks, then on 1 process
+    ok(mpiexec(2, ["train", *FLOAT64, "--steps", "20", "--out", "mixed"], tmp_path))
+    ok(mpiexec(3, ["train", "--out", "mixed", "--resume", "--steps", "25"], tmp_path))
+    ok(cli(["train", "--out", "mixed", "--resume", "--steps", "30", "--metrics-out", "mixed.json"], tmp_path))
+    one, two, mixed = (load_metrics(tmp_path / f"{name}.json") for name in ("one", "two", "mixed"))
+    for other in (two, mixed):
+        assert other["steps"] == 30
+        assert other["final_loss"] == pytest.approx(one["final_loss"], rel=1e-6)
+        assert [p["exact_match"] for p in other["history"]] == [p["exact_match"] for p in one["history"]]
+        assert other["test_exact_match"] == one["test_exact_match"]
+    assert (tmp_path / "two" / "checkpoint.json").exists()
+    assert (one["workers"], two["workers"], mixed["workers"]) == (1, 2, 1)
+
+
+@needs_mpi
+def test_killing_a_worker_gives_one_line_and_a_checkpoint_that_resumes(tmp_path):
+    make_data(tmp_path)
+    proc = subprocess.Popen(CLI + ["train", *TINY_FLAGS, "--train", "A.tsv", "--max-seconds", "60", "--eval-every",
+                                   "20", "--out", "run", "--workers", "2"], cwd=tmp_path, env=ENV, encoding="utf-8",
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run" / "checkpoint.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pids = {}
+    for rank in (0, 1):        # the workers' pids, from their command lines
+        for line in subprocess.run(["pgrep", "-f", "-a", "lstm_np train"], capture_output=True,
+                                   encoding="utf-8").stdout.splitlines():
+            pid = int(line.split()[0])
+            env_path = f"/proc/{pid}/environ"
+            if pid != proc.pid and os.path.exists(env_path):
+                environ = open(env_path, "rb").read().split(b"\0")
+                if f"PMI_RANK={rank}".encode() in environ and b"LSTM_NP_WORKER_DIR=" in b" ".join(environ):
+                    pids[rank] = pid
+    os.kill(pids[1], signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    line = one_line_error(result, f"worker rank 1 (pid {pids[1]}) died", "--resume", code=4)
+    assert "BAD TERMINATION" not in out + err
+    step = json.loads((tmp_path / "run" / "checkpoint.json").read_text())["step"]
+    assert f"step {step})" in line
+    resumed = ok(cli(["train", "--out", "run", "--resume", "--steps", str(step + 10), "--metrics-out", "m.json"],
+                     tmp_path))
+    assert f"resumed {tmp_path / 'run'} at step {step}" in resumed.stdout or f"at step {step}" in resumed.stdout
+    assert load_metrics(tmp_path / "m.json")["steps"] == step + 10
+
+
+@needs_mpi
+def test_bad_worker_counts_are_one_line_errors(tmp_path):
+    make_data(tmp_path)
+    one_line_error(cli(["train", *TINY_FLAGS, "--train", "A.tsv", "--workers", "9", "--steps", "2"], tmp_path),
+                   "--workers 9 is more than --batch-size 8")
+    under_mpiexec = mpiexec(2, ["train", *TINY_FLAGS, "--train", "A.tsv", "--workers", "2", "--steps", "2"],
+                            tmp_path)
+    one_line_error(under_mpiexec, "--workers starts its own MPI processes")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_workers_without_mpi4py_says_how_to_install_it(tmp_path):
+    """A Python without mpi4py (simulated by a module that fails to import) gets the install line."""
+    make_data(tmp_path)
+    (tmp_path / "mpi4py.py").write_text("raise ImportError('simulated: no mpi4py')\n")
+    env = dict(ENV, PYTHONPATH=os.pathsep.join([str(tmp_path), ENV.get("PYTHONPATH", "")]))
+    run = subprocess.run(CLI + ["train", *TINY_FLAGS, "--train", "A.tsv", "--workers", "2", "--steps", "2"],
+                         cwd=tmp_path, env=env, encoding="utf-8", capture_output=True, timeout=120)
+    one_line_error(run, "--workers needs MPI", 'pip install "lstm_np[mpi]"')
