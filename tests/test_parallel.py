@@ -201,3 +201,22 @@ def test_workers_without_mpi4py_says_how_to_install_it(tmp_path):
     run = subprocess.run(CLI + ["train", *TINY_FLAGS, "--train", "A.tsv", "--workers", "2", "--steps", "2"],
                          cwd=tmp_path, env=env, encoding="utf-8", capture_output=True, timeout=120)
     one_line_error(run, "--workers needs MPI", 'pip install "lstm_np[mpi]"')
+
+
+@needs_mpi
+def test_ctrl_c_stops_every_worker_at_the_same_step_after_a_checkpoint(tmp_path):
+    """Ctrl-C reaches the whole foreground process group: here `lstm-np train --workers 2` and its mpiexec."""
+    make_data(tmp_path)
+    proc = subprocess.Popen(CLI + ["train", *TINY_FLAGS, "--train", "A.tsv", "--max-seconds", "60", "--eval-every",
+                                   "20", "--out", "run", "--workers", "2"], cwd=tmp_path, env=ENV, encoding="utf-8",
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "run" / "checkpoint.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    line = one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err), "SIGINT: stopped at step",
+                          code=130)
+    step = int(line.split("stopped at step ")[1].split(";")[0])
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["step"] == step
+    ok(cli(["train", "--out", "run", "--resume", "--steps", str(step + 5)], tmp_path))
