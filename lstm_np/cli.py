@@ -9,8 +9,8 @@ run_folder.py, sweep.py, serve.py) called, one-line errors and exit statuses out
     lstm-np serve --checkpoint DIR [--host 127.0.0.1] [--port 8000]    the explorer page (serve.py)
 
 Every error is one line on stderr and a non-zero exit status: 2 for bad usage or input, 3 for a diverged
-run, 4 when a --workers process died (workers.py), 130/143 after SIGINT/SIGTERM (a checkpoint is written first). A closed standard output (`| head`) ends
-the command quietly with status 141, as SIGPIPE would.
+run, 4 when a --workers process died (workers.py), 130/143 after SIGINT/SIGTERM (a checkpoint is written
+first). A closed standard output (`| head`) ends the command quietly with status 141, as SIGPIPE would.
 """
 import argparse
 import math
