@@ -53,7 +53,8 @@ G2P_SECONDS ?= 3600
 G2P_THREADS ?= 1
 G2P_WORKERS ?= $(shell $(PY) -c "import importlib.util as u, os; print(os.cpu_count() if u.find_spec('mpi4py') else 1)" 2>/dev/null || echo 1)
 G2P_RECIPE  := --src-tokens char --tgt-tokens word --bidirectional --attention luong --peephole none \
-               --hidden-size 128 --embed-size 64 --batch-size 64 --lr 1e-2 --valid-size 2000 --beam-size 5
+               --hidden-size 256 --embed-size 64 --embed-dropout 0.1 --output-dropout 0.1 --batch-size 64 --lr 1e-2 \
+               --valid-size 2000 --beam-size 5
 G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
 
 g2p: $(STAMP)

@@ -30,7 +30,7 @@ G2P = ["--train", f"{DATA}/cmudict-g2p-train.tsv", "--src-tokens", "char", "--tg
        "--bidirectional", "--attention", "luong", "--peephole", "none", "--hidden-size", "128", "--embed-size", "64",
        "--batch-size", "64", "--lr", "1e-2", "--valid-size", "200"]
 DATES = ["--task", "dates", "--hidden-size", "256", "--batch-size", "64"]
-TASKS = {"G2P (make g2p's model)": G2P, "dates, hidden 256": DATES}
+TASKS = {"G2P, hidden 128": G2P, "dates, hidden 256": DATES}
 NO_VALIDATION = ["--eval-every", "1000000000", "--log-every", "1000000"]
 CURVE_STEPS, CURVE_EVERY = 300, 50
 

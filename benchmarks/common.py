@@ -128,13 +128,16 @@ def torch_seq2seq_class(torch):
             decoder   nn.Embedding(V_tgt, E) [⊕ the encoder's final h if peeky] -> nn.LSTM started from the
                       encoder's final (h, c) -> with attention="luong": dot attention over the encoder outputs,
                       tanh(W_c [ctx ; h]) -> nn.Linear(H, V_tgt); without: nn.Linear over h [⊕ summary if peeky]
+            dropout   embed_dropout on both embeddings' outputs, output_dropout on the output layer's input (in
+                      training mode), as lstm_np's --embed-dropout and --output-dropout
             loss      F.cross_entropy over the real target tokens (teacher forcing), as lstm_np's loss
             decoding  batched greedy search to EOS (lstm_np's translate interface, so lstm_np.evaluate scores it)
         """
 
         def __init__(self, src_vocab, tgt_vocab, embed_size=64, hidden_size=128, attention=None, peeky=False,
-                     reverse_source=False, bidirectional=False):
+                     reverse_source=False, bidirectional=False, embed_dropout=0.0, output_dropout=0.0):
             super().__init__()
+            self.embed_drop, self.out_drop = nn.Dropout(embed_dropout), nn.Dropout(output_dropout)
             if attention not in (None, "luong"):
                 raise ValueError(f"attention must be None or 'luong', got {attention!r}")
             self.attention, self.peeky, self.reverse_source = attention, peeky, reverse_source
@@ -154,7 +157,7 @@ def torch_seq2seq_class(torch):
             if self.reverse_source:                                                    # x_{len-1} .. x_0, then PAD
                 pos = torch.arange(src.shape[1])[None, :]
                 src = src.gather(1, torch.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos))
-            x = self.src_embed(src.T)                                                  # (S, B, E)
+            x = self.embed_drop(self.src_embed(src.T))                                 # (S, B, E)
             if bool((~real).any()):
                 keys, state = self.encoder(pack_padded_sequence(x, lengths, enforce_sorted=False))
                 keys, _ = pad_packed_sequence(keys, total_length=src.shape[1])
@@ -166,7 +169,7 @@ def torch_seq2seq_class(torch):
 
         def decode(self, ids, state, keys, mask, summary):
             """ids (T, B) decoder inputs, summary (B, H) the encoder's final h -> logits (T, B, V), new state."""
-            x = self.tgt_embed(ids)                                                    # (T, B, E)
+            x = self.embed_drop(self.tgt_embed(ids))                                   # (T, B, E)
             if self.peeky:
                 x = torch.cat([x, summary.expand(x.shape[0], -1, -1)], -1)             # (T, B, E+H)
             y, state = self.decoder(x, state)                                          # (T, B, H)
@@ -176,7 +179,7 @@ def torch_seq2seq_class(torch):
                 y = torch.tanh(self.combine(torch.cat([ctx, y], -1)))                  # h~_t = tanh(W_c [ctx ; h])
             elif self.peeky:
                 y = torch.cat([y, summary.expand(y.shape[0], -1, -1)], -1)             # [h_t ; summary]
-            return self.out(y), state
+            return self.out(self.out_drop(y)), state
 
         def forward(self, src, tgt):
             """src (B, S), tgt (B, T) int64 -> mean cross-entropy over tgt's non-PAD tokens."""
@@ -216,14 +219,16 @@ def torch_data(flags, seed=0):
 
 
 def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, peeky=False, reverse_source=False,
-                bidirectional=False, schedule="constant", clip=5.0, seed=0, clock=time.perf_counter):
+                bidirectional=False, schedule="constant", clip=5.0, seed=0, clock=time.perf_counter, embed_size=64,
+                embed_dropout=0.0, output_dropout=0.0):
     """Train TorchSeq2Seq for `seconds` of `clock` (wall clock; time.process_time gives the CPU time this
     process got, which another job's load does not shrink) on `data` (torch_data's) with Adam at `lr`
     (constant, or `schedule="cosine"`: lr·½(1 + cos(π·elapsed/seconds)), the decay spread over the budget) and
     gradient clipping, in lstm_np's length-grouped batches. -> (model in eval mode, steps, seconds trained)."""
     torch.manual_seed(seed)
-    model = TorchSeq2Seq(len(data.src_vocab), len(data.tgt_vocab), hidden_size=hidden_size, attention=attention,
-                         peeky=peeky, reverse_source=reverse_source, bidirectional=bidirectional)
+    model = TorchSeq2Seq(len(data.src_vocab), len(data.tgt_vocab), embed_size=embed_size, hidden_size=hidden_size,
+                         attention=attention, peeky=peeky, reverse_source=reverse_source, bidirectional=bidirectional,
+                         embed_dropout=embed_dropout, output_dropout=output_dropout)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     lengths = [len(x) for x in data.train_src]                      # what lstm_np's batching groups by
