@@ -15,6 +15,7 @@ first). A closed standard output (`| head`) ends the command quietly with status
 import argparse
 import math
 import os
+import platform
 import signal
 import sys
 
@@ -378,8 +379,11 @@ def cmd_serve(args):
 
 def main(argv=None):
     parser = build_parser()
-    # the ranks of one model (parallel.py) meet the same errors: rank 0 says them, the others end quietly
-    say = sys.stderr if parallel.launched_rank() == 0 else open(os.devnull, "w")
+    # The ranks of one model (parallel.py) meet the same usage errors: rank 0 says them, the others end quietly.
+    # A file error each rank says, since its machine may lack what the others have (named when mpiexec was typed).
+    rank = parallel.launched_rank()
+    say = sys.stderr if rank == 0 else open(os.devnull, "w")
+    where = f"rank {rank} on {platform.node()}: " if rank and not parallel.started_by_workers() else ""
     try:
         args = parser.parse_args(argv)
         if args.command == "train":       # --workers starts `lstm-np <the same argv>` on each worker
@@ -402,9 +406,12 @@ def main(argv=None):
         print(f"lstm-np: {e}", file=say)
         return 3
     except OSError as e:   # "path: reason" rather than "[Errno 2] No such file or directory: 'path'"
-        print(f"lstm-np: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=say)
+        print(f"lstm-np: {where}error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
         return 2
-    except (UsageError, DataError, CheckpointError, sweep.SweepError, ValueError, TypeError) as e:
+    except (DataError, CheckpointError) as e:
+        print(f"lstm-np: {where}error: {e}", file=sys.stderr)
+        return 2
+    except (UsageError, sweep.SweepError, ValueError, TypeError) as e:
         print(f"lstm-np: error: {e}", file=say)
         return 2
     except KeyboardInterrupt:

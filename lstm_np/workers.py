@@ -56,8 +56,8 @@ def run_workers(mpiexec, workers, argv, out):
         proc = subprocess.Popen(cmd, env={**os.environ, PID_DIR: folder}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, bufsize=1)
         exits = []                                            # ranks in the order their processes ended
-        threads = [threading.Thread(target=_pass_through, args=(proc.stdout, sys.stdout), daemon=True),
-                   threading.Thread(target=_pass_through, args=(proc.stderr, sys.stderr), daemon=True),
+        threads = [threading.Thread(target=_pass_through, args=(proc.stdout, sys.stdout, False), daemon=True),
+                   threading.Thread(target=_pass_through, args=(proc.stderr, sys.stderr, True), daemon=True),
                    threading.Thread(target=_watch, args=(folder, workers, proc, exits), daemon=True)]
         for t in threads:
             t.start()
@@ -84,10 +84,13 @@ def run_workers(mpiexec, workers, argv, out):
     return DIED
 
 
-def _pass_through(stream, to):
-    """The workers' lines, without MPICH's banner about a process that ended badly (run_workers says which)."""
+def _pass_through(stream, to, once):
+    """The workers' lines, without MPICH's banner about a process that ended badly (run_workers says which);
+    with `once`, a line already passed is not repeated (the same error met by every worker)."""
+    seen = set()
     for line in stream:
-        if not line.startswith(HYDRA_LINES) and line.strip():
+        if not line.startswith(HYDRA_LINES) and line.strip() and not (once and line in seen):
+            seen.add(line)
             to.write(line)
             to.flush()
 
