@@ -87,3 +87,7 @@ def test_bench_g2p_trains_lstm_np_with_make_g2ps_recipe_and_letters_in_phones_ou
     args = build_parser().parse_args(["train", *bench_g2p.DATA_FLAGS, *bench_g2p.RECIPE])
     assert (args.src_tokens, args.tgt_tokens, args.bidirectional, args.attention) == ("char", "word", True, "luong")
     assert args.beam_size == 5 and "--max-seconds" not in bench_g2p.RECIPE
+    torch_side = bench_g2p.TORCH          # PyTorch's model takes the recipe's sizes and dropout
+    assert (torch_side["hidden_size"], torch_side["embed_size"], torch_side["batch_size"]) == \
+        (args.hidden_size, args.embed_size, args.batch_size)
+    assert (torch_side["embed_dropout"], torch_side["output_dropout"]) == (args.embed_dropout, args.output_dropout)
