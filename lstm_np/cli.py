@@ -380,6 +380,7 @@ def cmd_serve(args):
 def main(argv=None):
     parser = build_parser()
     # The ranks of one model (parallel.py) meet the same usage errors: rank 0 says them, the others end quietly.
+    # Each error is one write, so that the lines of several ranks do not mix (stderr writes through).
     # A file error each rank says, since its machine may lack what the others have (named when mpiexec was typed).
     rank = parallel.launched_rank()
     say = sys.stderr if rank == 0 else open(os.devnull, "w")
@@ -403,19 +404,19 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE
     except TrainingError as e:
-        print(f"lstm-np: {e}", file=say)
+        say.write(f"lstm-np: {e}\n")
         return 3
     except OSError as e:   # "path: reason" rather than "[Errno 2] No such file or directory: 'path'"
-        print(f"lstm-np: {where}error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        sys.stderr.write(f"lstm-np: {where}error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}\n")
         return 2
     except (DataError, CheckpointError) as e:
-        print(f"lstm-np: {where}error: {e}", file=sys.stderr)
+        sys.stderr.write(f"lstm-np: {where}error: {e}\n")
         return 2
     except (UsageError, sweep.SweepError, ValueError, TypeError) as e:
-        print(f"lstm-np: error: {e}", file=say)
+        say.write(f"lstm-np: error: {e}\n")
         return 2
     except KeyboardInterrupt:
-        print("lstm-np: interrupted", file=say)
+        say.write("lstm-np: interrupted\n")
         return 130
     finally:
         parallel.note_finished()        # a rank that got here did not die (workers.py tells the two apart)
