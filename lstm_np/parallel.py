@@ -22,6 +22,8 @@ import os
 
 import numpy as np
 
+from .files import atomic_write
+
 __all__ = ["MPI_HINT", "MPIWorld", "Solo", "launched_by_mpi", "launched_rank", "note_finished", "started_by_workers",
            "world"]
 
@@ -87,7 +89,7 @@ class MPIWorld(Solo):
         folder = os.environ.get(PID_DIR)
         self._pid_dir = folder if folder and os.path.isdir(folder) else None
         if self._pid_dir:
-            _write_atomic(os.path.join(self._pid_dir, f"rank{self.rank}.pid"), str(os.getpid()))
+            atomic_write(os.path.join(self._pid_dir, f"rank{self.rank}.pid"), lambda f: f.write(b"%d" % os.getpid()))
 
     def rows(self, batch):
         """Rank r's rows r·B/N .. (r+1)·B/N of a batch of B; a batch smaller than N (an epoch's last) is
@@ -130,13 +132,7 @@ class MPIWorld(Solo):
     def note_finished(self):
         """Tell workers.py this rank ended normally, so that a rank which dies is told apart from one done."""
         if self._pid_dir:
-            _write_atomic(os.path.join(self._pid_dir, f"rank{self.rank}.done"), "")
-
-
-def _write_atomic(path, text):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+            atomic_write(os.path.join(self._pid_dir, f"rank{self.rank}.done"), lambda f: None)
 
 
 _WORLD = None

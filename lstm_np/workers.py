@@ -21,7 +21,7 @@ import time
 from .checkpoint import CheckpointDir
 from .parallel import MPI_HINT, PID_DIR, launched_by_mpi, started_by_workers
 
-__all__ = ["DIED", "check_workers", "run_workers"]
+__all__ = ["DIED", "check_workers", "find_mpiexec", "run_workers"]
 
 DIED = 4                 # `lstm-np train`'s exit status when a worker process died
 HYDRA_LINES = ("=====", "=   ", "YOUR APPLICATION TERMINATED", "This typically refers to a problem",
@@ -40,12 +40,16 @@ def check_workers(workers, batch_size):
         import mpi4py  # noqa: F401  (the workers need it; checked here so that the error is one line, once)
     except ImportError:
         raise ValueError(f"--workers needs MPI: {MPI_HINT}") from None
-    here = os.path.dirname(sys.executable)
-    found = shutil.which("mpiexec", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
+    found = find_mpiexec()
     if found is None:
         raise ValueError(f"--workers needs MPI's mpiexec, found neither beside {sys.executable} nor on PATH: "
                          f"{MPI_HINT}")
     return found
+
+
+def find_mpiexec():
+    """The mpiexec beside this Python (where the mpi extra's MPICH installs it), else the one on PATH, or None."""
+    return shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
 
 
 def run_workers(mpiexec, workers, argv, out):

@@ -6,7 +6,6 @@ run `mpiexec` and skip, saying why, without the extra (pip install "lstm_np[mpi]
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 from helpers import CLI, ENV, SRC, TGT, TINY_FLAGS, cli, load_metrics, make_data, make_model, ok, one_line_error
 from lstm_np.losses import masked_cross_entropy
 from lstm_np.parallel import MPIWorld, Solo
+from lstm_np.workers import find_mpiexec
 
 SRC4 = np.vstack([SRC, SRC[:1]])          # 4 rows: a batch that splits into shares of 2, or of 1 and 3
 TGT4 = np.vstack([TGT, TGT[1:2]])
@@ -99,13 +99,13 @@ def mpi_missing():
         import mpi4py  # noqa: F401
     except ImportError:
         return 'the MPI extra is not installed: pip install "lstm_np[mpi]"'
-    if shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]])) is None:
+    if find_mpiexec() is None:
         return "mpiexec is not installed"
     return None
 
 
 needs_mpi = pytest.mark.skipif(mpi_missing() is not None, reason=str(mpi_missing()))
-MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]))
+MPIEXEC = find_mpiexec()
 FLOAT64 = TINY_FLAGS + ["--train", "A.tsv", "--test", "B.tsv", "--dtype", "float64", "--layers", "2",
                         "--dropout", "0.2", "--embed-dropout", "0.1", "--output-dropout", "0.1", "--eval-every", "10"]
 
