@@ -45,10 +45,19 @@ def pairs_per_second(m, batch_size):
     return m["steps"] * batch_size / m["train_seconds"]
 
 
-def throughput(workers, seconds, rounds, workdir):
+def with_batch(flags, batch):
+    """flags with --batch-size `batch` (None: as they are)."""
+    if batch is None:
+        return flags
+    at = flags.index("--batch-size") + 1
+    return [*flags[:at], str(batch), *flags[at + 1:]]
+
+
+def throughput(workers, seconds, rounds, workdir, batch=None):
     rows = {}
     for task, flags in TASKS.items():
-        batch = int(flags[flags.index("--batch-size") + 1])
+        flags = with_batch(flags, batch)
+        size = int(flags[flags.index("--batch-size") + 1])
         runs = {name: [] for name in settings(workers)}
         for r in range(rounds):
             for name, extra in settings(workers).items():
@@ -56,7 +65,7 @@ def throughput(workers, seconds, rounds, workdir):
                                          f"tp-{len(rows)}-{r}-{extra[-1]}-{len(extra)}")
                 if "failed" in m:
                     raise SystemExit(f"bench_parallel: {task}, {name}: {m['failed']}")
-                runs[name].append(pairs_per_second(m, batch))
+                runs[name].append(pairs_per_second(m, size))
                 print(f"{task} | {name} | round {r + 1}: {runs[name][-1]:.0f} pairs/s ({m['steps']} steps)",
                       flush=True)
         rows[task] = {name: statistics.median(v) for name, v in runs.items()} | {"runs": runs}
@@ -97,18 +106,23 @@ def main():
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="workers and threads [all cores]")
     p.add_argument("--seconds", type=float, default=60, help="training seconds per throughput run [60]")
     p.add_argument("--rounds", type=int, default=2, help="runs of each setting, in turn [2]")
+    p.add_argument("--batch-size", type=int, help="the global batch of every throughput run [64]")
+    p.add_argument("--no-curves", action="store_true", help="throughput only, without the same-seed curves")
     common.add_json_flag(p, "bench_parallel")
     args = p.parse_args()
     print(f"{os.cpu_count()} cores; load average at start: {common.load_average()}")
     for task, flags in TASKS.items():
-        print(f"{task}: lstm-np train {shown(flags)}")
+        print(f"{task}: lstm-np train {shown(with_batch(flags, args.batch_size))}")
+    curves = None
     with tempfile.TemporaryDirectory() as workdir:
-        rows = throughput(args.workers, args.seconds, args.rounds, workdir)
+        rows = throughput(args.workers, args.seconds, args.rounds, workdir, args.batch_size)
         print(throughput_table(rows, args.workers), flush=True)
-        curves_text, curves = same_seed_curves(args.workers, workdir)
-    print(curves_text)
+        if not args.no_curves:
+            curves_text, curves = same_seed_curves(args.workers, workdir)
+            print(curves_text)
     common.write_json(args.json, {"workers": args.workers, "seconds": args.seconds, "rounds": args.rounds,
-                                  "throughput": rows, "curves": curves, "load_average_end": common.load_average()})
+                                  "batch_size": args.batch_size or 64, "throughput": rows, "curves": curves,
+                                  "load_average_end": common.load_average()})
 
 
 if __name__ == "__main__":

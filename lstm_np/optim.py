@@ -21,7 +21,7 @@ import numpy as np
 from .checks import check_int, check_number
 from .functional import fma as _exact_fma
 
-__all__ = ["Adam", "AdamW", "SGD", "clip_grad_norm", "WarmupDecay"]
+__all__ = ["Adam", "AdamW", "SGD", "clip_grad_norm", "sum_of_squares", "WarmupDecay"]
 
 _BLOCK = 1 << 16  # elements per block of an update (256 KB in float32): its ~13 passes run over a block in cache
 _sqrt = np.sqrt  # _sqrt(x, out=...): correctly rounded; see the module docstring for why tests may replace it
@@ -37,6 +37,13 @@ def _blocks(*arrays):
     flat = [None if a is None else a.reshape(-1) for a in arrays]
     for start in range(0, given[0].size, _BLOCK):
         yield tuple(None if a is None else a[start:start + _BLOCK] for a in flat)
+
+
+def _flat(a, name):
+    """The flat view of a parameter's array (writes go through); a copy would lose them."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"parameter {name!r}: a piece of it is updated only when its arrays are C-contiguous")
+    return a.reshape(-1)
 
 
 def _check_params(params):
@@ -123,12 +130,25 @@ class _Optimizer:
         scale = self._scale.get(name)
         return self.lr if scale is None else self.lr * scale
 
-    def step(self):
+    def step(self, pieces=None):
+        """One update of every parameter; or, given `pieces` ({name: (start, stop)}), of those elements of the
+        named parameters' flattened values only (a data-parallel worker's share, parallel.py), with the
+        same operations as the whole update, so the elements it reaches get the same bits."""
         self.step_count += 1
         for name, p, g in self.params:
             lr, exact = self.lr_of(name), p.dtype == np.float64 if self.exact is None else self.exact
-            for block in _blocks(p, g, *self._buffers_of(name)):
+            arrays = (p, g, *self._buffers_of(name))
+            if pieces is not None:
+                if name not in pieces:
+                    continue
+                start, stop = pieces[name]
+                arrays = tuple(None if a is None else _flat(a, name)[start:stop] for a in arrays)
+            for block in _blocks(*arrays):
                 self._update(*block, lr=lr, exact=exact)
+
+    def buffers(self, name):
+        """The state arrays shaped like parameter `name` (Adam: its two moments), None for one not in use."""
+        return self._buffers_of(name)
 
     def _muladd(self, a, b, c, exact, out):
         """out ← a·b + c, rounded once when exact, else twice (through a scratch buffer); out may be a or c."""
@@ -296,18 +316,26 @@ class SGD(_Optimizer):
         self._muladd(g, -lr, p, exact, out=p)                              # p ← p - lr g
 
 
-def clip_grad_norm(params, max_norm):
+def sum_of_squares(grads):
+    """Σ g² over the arrays `grads`, accumulated in float64 whatever their dtype."""
+    return sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads)
+
+
+def clip_grad_norm(params, max_norm, norm=None):
     """Scale all gradients together so their global L2 norm is at most max_norm; return the norm before.
 
         ‖g‖ = sqrt(Σ_params Σ g²)      (accumulated in float64, whatever the parameter dtype)
         g  ← g · max_norm / (‖g‖ + 1e-6)      only if ‖g‖ > max_norm   (torch's clip_grad_norm_ formula)
 
+    norm: ‖g‖ when the caller knows it (data-parallel workers each hold a share of the gradient and add
+    their shares' Σ g² up, parallel.py); `params` are then the share to scale.
     A non-finite norm (inf or nan gradients) is returned unchanged and nothing is scaled, so the caller
     can see it and skip the step.
     """
     max_norm = check_number("max_norm", max_norm, low=0, low_inclusive=False)
     grads = [grad for _, _, grad in params]
-    norm = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+    if norm is None:
+        norm = math.sqrt(sum_of_squares(grads))
     if math.isfinite(norm) and norm > max_norm:
         scale = max_norm / (norm + 1e-6)
         for g in grads:

@@ -6,8 +6,14 @@ One optimizer step:
     1. rank r takes rows lo_r:hi_r of the batch (`rows`): Seq2Seq.loss(src, tgt, rows) sums their
        cross-entropy over the whole batch's tokens, with those rows of the whole batch's dropout masks, so
        the ranks' losses and gradients are shares that add up to the one-process batch's
-    2. one Allreduce(SUM) of a flat buffer holding every gradient (`sum_gradients`), and one of the loss
-    3. every rank clips the same summed gradient and takes the same Adam step: the weights stay identical
+    2. the gradients are summed over the ranks, each rank receiving the sum for its own share of the
+       parameters (`sum_and_clip`: one Reduce_scatter of a flat buffer holding every gradient; the flat
+       buffer's elements r·P/N .. (r+1)·P/N are rank r's); one Allreduce of two numbers, the loss and the
+       shares' Σ g², gives every rank the loss and the global gradient norm, by which each clips its share
+    3. each rank takes the Adam step of its share of the parameters (`pieces`), and one Allgatherv hands
+       every rank the others' updated shares (`share_weights`): the weights stay identical on every rank,
+       and the update's cost is split N ways. The optimizer's moments of a share live on its rank alone,
+       until a checkpoint gathers them (`gather_state`)
 
 What is decided once is rank 0's and shared: the time budget (rank 0's clock), a validation point and its
 result, the learning rate's horizon, a stop on a signal to any rank. Rank 0 alone writes the run folder
@@ -23,6 +29,7 @@ import os
 import numpy as np
 
 from .files import atomic_write
+from .optim import clip_grad_norm, sum_of_squares
 
 __all__ = ["MPI_HINT", "MPIWorld", "Solo", "launched_by_mpi", "launched_rank", "note_finished", "started_by_workers",
            "world"]
@@ -62,8 +69,21 @@ class Solo:
         """(rows of the batch this rank computes: a slice, or None for all; whether its gradients count)."""
         return None, True
 
-    def sum_gradients(self, params, loss):
-        return loss
+    def sum_and_clip(self, params, loss, max_norm):
+        """(the loss, the gradient norm) of the whole batch, the gradients clipped to `max_norm`
+        (optim.clip_grad_norm); a process alone holds all of them already."""
+        return loss, clip_grad_norm(params, max_norm)
+
+    def pieces(self, params):
+        """The parts of the parameters this rank updates ({name: (start, stop)} of the flattened value), None
+        for all of them (optim's step(pieces))."""
+        return None
+
+    def share_weights(self, params):
+        pass
+
+    def gather_state(self, optimizer):
+        pass
 
     def agree_stop(self, over_time, signalled):
         return over_time or signalled
@@ -85,7 +105,7 @@ class MPIWorld(Solo):
         from mpi4py import MPI
         self.MPI, self.comm = MPI, comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        self._flat = None
+        self._layout = None
         folder = os.environ.get(PID_DIR)
         self._pid_dir = folder if folder and os.path.isdir(folder) else None
         if self._pid_dir:
@@ -98,23 +118,86 @@ class MPIWorld(Solo):
             return None, self.rank == 0
         return slice(self.rank * batch // self.size, (self.rank + 1) * batch // self.size), True
 
-    def sum_gradients(self, params, loss):
-        """Replace every parameter's gradient by its sum over the ranks (one Allreduce of one flat buffer);
-        -> the summed loss. A rank whose share does not count passes loss 0.0 and zeroed gradients."""
-        if self._flat is None:
-            self._flat = np.empty(sum(g.size for _, _, g in params), params[0][2].dtype)
-        flat, offset = self._flat, 0
-        for _, _, g in params:
-            flat[offset:offset + g.size] = g.ravel()
-            offset += g.size
-        self.comm.Allreduce(self.MPI.IN_PLACE, flat, op=self.MPI.SUM)
-        offset = 0
-        for _, _, g in params:
-            g[...] = flat[offset:offset + g.size].reshape(g.shape)
-            offset += g.size
-        total = np.array([loss], np.float64)
+    def _split(self, params):
+        """The flat layout of the parameters, made once: parameter i holds elements offsets[i] ..
+        offsets[i] + size of a buffer of P, and rank r owns elements bounds[r] .. bounds[r + 1]."""
+        if self._layout is None:
+            sizes = [value.size for _, value, _ in params]
+            offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+            total = int(offsets[-1])
+            bounds = [r * total // self.size for r in range(self.size + 1)]
+            counts = [bounds[r + 1] - bounds[r] for r in range(self.size)]
+            flat = np.empty(total, params[0][1].dtype)
+            from mpi4py.util.dtlib import from_numpy_dtype
+            spec = [flat, counts, bounds[:-1], from_numpy_dtype(flat.dtype)]
+            self._layout = offsets, bounds, counts, flat, spec
+        return self._layout
+
+    @property
+    def share_bounds(self):
+        """[b_0 = 0, b_1, ..., b_N = P]: rank r's share is elements b_r .. b_r+1 of the parameters flattened and
+        put end to end in named_parameters() order (known once a step ran)."""
+        return None if self._layout is None else self._layout[1]
+
+    def _parts(self, params, lo, hi):
+        """(flattened parameter i's slice, the flat buffer's slice) for every part of elements lo .. hi."""
+        offsets = self._split(params)[0]
+        for i in range(len(params)):
+            start, stop = max(lo, offsets[i]), min(hi, offsets[i + 1])
+            if start < stop:
+                yield i, slice(start - offsets[i], stop - offsets[i]), slice(start, stop)
+
+    def pieces(self, params):
+        _, bounds, _, _, _ = self._split(params)
+        return {params[i][0]: (own.start, own.stop)
+                for i, own, _ in self._parts(params, bounds[self.rank], bounds[self.rank + 1])}
+
+    def sum_and_clip(self, params, loss, max_norm):
+        """Sum every rank's gradients into this rank's share of them (one Reduce_scatter of one flat buffer),
+        then the loss and the shares' Σ g² over the ranks (one Allreduce), and clip the share by the global
+        norm -> (the summed loss, the norm). A rank whose rows do not count passes loss 0.0 and zeroed
+        gradients. The gradients outside this rank's share are left as they were: only `pieces` are read."""
+        _, bounds, counts, flat, _ = self._split(params)
+        lo, hi = bounds[self.rank], bounds[self.rank + 1]
+        for i, whole, at in self._parts(params, 0, bounds[-1]):
+            flat[at] = params[i][2].reshape(-1)[whole]
+        share = np.empty(counts[self.rank], flat.dtype)
+        self.comm.Reduce_scatter(flat, share, recvcounts=counts, op=self.MPI.SUM)
+        mine = []
+        for i, whole, at in self._parts(params, lo, hi):
+            grad = params[i][2].reshape(-1)[whole]
+            grad[...] = share[at.start - lo:at.stop - lo]
+            mine.append((params[i][0], None, grad))
+        total = np.array([loss, sum_of_squares([g for _, _, g in mine])], np.float64)
         self.comm.Allreduce(self.MPI.IN_PLACE, total, op=self.MPI.SUM)
-        return float(total[0])
+        norm = clip_grad_norm(mine, max_norm, norm=float(np.sqrt(total[1])))
+        return float(total[0]), norm
+
+    def _gather(self, params, arrays):
+        """Every rank's share of `arrays` (one array shaped like each parameter, in params' order) to every rank:
+        one Allgatherv of the flat buffer."""
+        _, bounds, _, flat, spec = self._split(params)
+        lo, hi = bounds[self.rank], bounds[self.rank + 1]
+        for i, whole, at in self._parts(params, lo, hi):
+            flat[at] = arrays[i].reshape(-1)[whole]
+        self.comm.Allgatherv(self.MPI.IN_PLACE, spec)
+        for i, whole, at in self._parts(params, 0, lo):
+            arrays[i].reshape(-1)[whole] = flat[at]
+        for i, whole, at in self._parts(params, hi, bounds[-1]):
+            arrays[i].reshape(-1)[whole] = flat[at]
+
+    def share_weights(self, params):
+        """After each rank updated its share of the weights: every rank's share to every rank."""
+        self._gather(params, [value for _, value, _ in params])
+
+    def gather_state(self, optimizer):
+        """The optimizer's per-parameter state (Adam's moments), of which each rank updated its share, whole on
+        every rank: before a checkpoint saves it. Every rank must call it."""
+        params = optimizer.params
+        for k in range(len(optimizer.buffers(params[0][0]))):
+            arrays = [optimizer.buffers(name)[k] for name, _, _ in params]
+            if arrays[0] is not None:
+                self._gather(params, arrays)
 
     def agree_stop(self, over_time, signalled):
         """Stop when rank 0's clock says the budget is spent, or any rank got SIGINT/SIGTERM."""

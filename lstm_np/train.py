@@ -38,7 +38,7 @@ from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_paramet
 from .config import TrainConfig
 from .data import EOS, Vocab, read_tsv
 from .evaluate import encode_source, evaluate
-from .optim import Adam, WarmupDecay, clip_grad_norm
+from .optim import Adam, WarmupDecay
 from .parallel import world as this_world
 from .run_folder import load_model, output_limit, write_run_files
 from .seq2seq import Seq2Seq, combine_lr_scale
@@ -113,6 +113,7 @@ class Trainer:
         # An output longer than every reference is wrong whatever follows, so validation decodes no further
         self.valid_max_len = max(len(self.tgt_vocab.encode(t)) for _, t in self.valid_pairs) + 1
         self.stop_signal = None
+        self._gathered_at = self.state.step     # the step at which the optimizer's state is whole on every rank
 
     def optimizer(self):
         """Adam over the model's parameters, the peephole weights at lr × peephole_lr_scale (the recipe) and
@@ -128,8 +129,14 @@ class Trainer:
         return {name: value.copy() for name, value, _ in self.model.named_parameters()}
 
     def save(self, with_best=False):
-        """Write a checkpoint of the current step (and the best weights, when they just changed)."""
-        if self.ckpt is None or self.world.rank != 0:
+        """Write a checkpoint of the current step (and the best weights, when they just changed). Every rank
+        calls it during the run (they gather the optimizer's state); rank 0 writes."""
+        if self.ckpt is None:
+            return
+        if self.state.step != self._gathered_at:    # so that finish(), on rank 0 alone, gathers nothing
+            self.world.gather_state(self.opt)
+            self._gathered_at = self.state.step
+        if self.world.rank != 0:
             return
         s = self.state
         s.data_rng = self.data_rng.bit_generator.state
@@ -184,6 +191,7 @@ class Trainer:
         """Train until a stop condition; then the final evaluation (None if stopped by a signal)."""
         cfg, s = self.cfg, self.state
         params = self.model.named_parameters()
+        pieces = self.world.pieces(params)
         if self.ckpt is not None and s.step == 0 and self.world.rank == 0:
             write_run_files(cfg.out, dataclasses.asdict(cfg), self.model.config, self.src_vocab, self.tgt_vocab)
         n_params = sum(v.size for _, v, _ in params)
@@ -213,13 +221,13 @@ class Trainer:
                     loss = 0.0
                     self.model.zero_grad()
                 with self.numerics("forward/backward pass", s.step + 1):
-                    loss = self.world.sum_gradients(params, loss)   # the ranks' shares added up
-                    norm = clip_grad_norm(params, cfg.clip)
+                    loss, norm = self.world.sum_and_clip(params, loss, cfg.clip)   # the ranks' shares added up
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     raise self.diverged(f"loss {loss}, gradient norm {norm}", s.step + 1)
                 self.opt.lr = self.schedule(s.step)
                 with self.numerics("update", s.step + 1):
-                    self.opt.step()
+                    self.opt.step(pieces)                          # this rank's share of the parameters ...
+                self.world.share_weights(params)                   # ... and the other ranks' shares
                 if not all(np.isfinite(value).all() for _, value, _ in params):
                     raise self.diverged(f"the update at lr {self.opt.lr:g} made parameters overflow", s.step + 1)
                 s.step += 1

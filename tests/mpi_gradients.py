@@ -1,5 +1,6 @@
-"""Run by tests/test_parallel.py under `mpiexec -n 2`: the summed gradient of every step of a 2-rank run against
-the gradient of the same step trained by rank 0 alone; prints one JSON line (rank 0)."""
+"""Run by tests/test_parallel.py under `mpiexec -n 2`: the summed gradient of every step of a 2-rank run (each
+rank holds the sum for its share of the parameters; the shares put together) against the gradient of the same
+step trained by rank 0 alone; prints one JSON line (rank 0)."""
 import json
 import sys
 
@@ -17,17 +18,22 @@ def gradients_per_step(world, folder):
     trainer = Trainer(cfg, log=lambda line: None, handle_signals=False, world=world)
     grads, real_step = [], trainer.opt.step
 
-    def step():       # the gradient each step applies: summed over the ranks, clipped
+    def step(pieces):   # the gradient each step applies, summed over the ranks and clipped: of the rank's share
         grads.append(np.concatenate([g.ravel() for _, _, g in trainer.model.named_parameters()]))
-        real_step()
+        real_step(pieces)
     trainer.opt.step = step
     trainer.run()
     return grads, len(trainer.train_src)
 
 
 comm = MPI.COMM_WORLD
-together, n_pairs = gradients_per_step(MPIWorld(comm), sys.argv[1])
+world = MPIWorld(comm)
+shares, n_pairs = gradients_per_step(world, sys.argv[1])
+bounds = world.share_bounds                 # rank r's share: elements bounds[r] .. bounds[r + 1]
+shares = comm.gather(shares, root=0)
 if comm.rank == 0:
+    together = [np.concatenate([shares[r][k][bounds[r]:bounds[r + 1]] for r in range(comm.size)])
+                for k in range(len(shares[0]))]
     alone, _ = gradients_per_step(Solo(), sys.argv[1])
     # 58 pairs: 4 batches an epoch, 3 of 19 rows (shares of 9 and 10) and one of 1 row, fewer than the ranks
     # (computed by both, counted once); the 12 steps take 3 epochs

@@ -289,6 +289,46 @@ def test_clip_grad_norm_leaves_small_or_nonfinite_grads_alone():
     np.testing.assert_array_equal(bad[0][2], np.array([np.inf, 1.0]))
 
 
+def test_clip_grad_norm_with_a_given_norm_scales_by_it():
+    """Data-parallel workers add up their shares' Σ g² and clip their share by the norm of the whole."""
+    share = [("a", np.zeros(2), np.array([3.0, 4.0]))]
+    assert clip_grad_norm(share, max_norm=1.0, norm=13.0) == 13.0
+    np.testing.assert_array_equal(share[0][2], np.array([3.0, 4.0]) * (1.0 / (13.0 + 1e-6)))
+    assert clip_grad_norm(share, max_norm=20.0, norm=13.0) == 13.0      # under max_norm: left alone
+    np.testing.assert_array_equal(share[0][2], np.array([3.0, 4.0]) * (1.0 / (13.0 + 1e-6)))
+
+
+@pytest.mark.parametrize("make", [lambda p: Adam(p, lr=0.1, weight_decay=0.01, lr_scale={"b": 0.5}),
+                                  lambda p: SGD(p, lr=0.1, momentum=0.9)])
+def test_a_step_of_pieces_updates_those_elements_as_the_whole_step_and_nothing_else(make):
+    """step(pieces): a worker's share of the parameters (flat element ranges) gets the whole update's bits."""
+    whole, part = make_params(), make_params()
+    opt_whole, opt_part = make(whole), make(part)
+    pieces = {"W": (5, 12), "b": (0, 2)}                   # W's elements 5..11 (of 12), b's 0..1 (of 5)
+    for step_grads in grad_sequence(3):
+        for params in (whole, part):
+            for name, _, grad in params:
+                grad[...] = step_grads[name]
+        start = {name: value.copy() for name, value, _ in part}
+        opt_whole.step()
+        opt_part.step(pieces)
+        for (name, w, _), (_, p, _) in zip(whole, part):
+            a, b = pieces[name]
+            np.testing.assert_array_equal(p.reshape(-1)[a:b], w.reshape(-1)[a:b])
+            untouched = np.ones(p.size, bool)
+            untouched[a:b] = False
+            np.testing.assert_array_equal(p.reshape(-1)[untouched], start[name].reshape(-1)[untouched])
+            for key in opt_part.state_dict():
+                if key.endswith("/" + name):
+                    np.testing.assert_array_equal(opt_part.state_dict()[key].reshape(-1)[a:b],
+                                                  opt_whole.state_dict()[key].reshape(-1)[a:b])
+        for name, value, _ in whole:                       # the pieces' rest as the whole step left it
+            a, b = pieces[name]
+            rest = np.ones(value.size, bool)
+            rest[a:b] = False
+            next(v for n, v, _ in part if n == name).reshape(-1)[rest] = value.reshape(-1)[rest]
+
+
 def test_clip_grad_norm_sums_float32_grads_in_float64():
     g = np.full(10**6, 1e-3, np.float32)  # a float32 running sum of 1e-6 a million times drifts visibly
     assert clip_grad_norm([("g", np.zeros_like(g), g)], 10.0) == pytest.approx(

@@ -342,8 +342,8 @@ def test_trainer_stops_when_an_update_overflows_the_parameters(tmp_path, monkeyp
     trainer = Trainer(tiny_config(tmp_path, steps=10), log=lambda line: None)
     real_step, calls = trainer.opt.step, []
 
-    def overflowing_step():
-        real_step()
+    def overflowing_step(*pieces):
+        real_step(*pieces)
         calls.append(1)
         if len(calls) == 3:
             trainer.model.named_parameters()[0][1][...] = np.inf
