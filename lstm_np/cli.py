@@ -30,6 +30,7 @@ from .config import DEFAULT_MAX_SECONDS, TrainConfig, data_name, new_run_config,
 from .data import DataError, pad_batch
 from .evaluate import encode_source, translate_all
 from .run_folder import holds_run, load_model, output_limit, remove_run, saved_train_options, trained_max_len
+from .seq2seq import OUTPUT_BIAS_INITS
 from .serve import DEFAULT_MAX_SOURCE_LEN, Explorer, serve
 from .train import Trainer, TrainingError
 
@@ -105,6 +106,8 @@ def add_train_options(t, for_sweep=False):
     add(g, "--embed-dropout", type=dropout_rate, help=f"dropout on the source and target embeddings [{d.embed_dropout}]")
     add(g, "--output-dropout", type=dropout_rate, help=f"dropout on the output layer's input [{d.output_dropout}]")
     add(g, "--attention", choices=("none",) + ATTENTIONS, help=f"attention over the source [{d.attention}]")
+    add(g, "--output-bias", choices=OUTPUT_BIAS_INITS,
+                   help=f"output bias starts at the targets' log-frequencies, or uniform [{d.output_bias}]")
     add(g, "--peeky", action=argparse.BooleanOptionalAction,
                    help="feed the encoder's summary to every decoder step [on]")
     add(g, "--reverse-source", action=argparse.BooleanOptionalAction,

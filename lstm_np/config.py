@@ -40,6 +40,8 @@ class TrainConfig:
     output_dropout: float = 0.0   # dropout on the output layer's input
     attention: str = "luong"      # "none", "luong", "luong-general" or "bahdanau"
     peeky: bool = True            # feed the encoder's summary to every decoder step (with or without attention)
+    output_bias: str = "prior"    # output bias starts at the targets' log-frequencies ("prior", Seq2Seq.init_output_bias)
+                                  # or "uniform" like the other weights
     reverse_source: bool = None   # encoder reads the source reversed; None: yes unless bidirectional
     dtype: str = "float32"        # parameter and activation precision
     # optimisation
@@ -86,7 +88,8 @@ class TrainConfig:
 
 
 # the behaviour of runs saved before these TrainConfig fields existed
-FIELDS_BEFORE_THEY_EXISTED = {"peephole_init": "uniform", "peephole_lr_scale": 1.0, "valid_size": 2000}
+FIELDS_BEFORE_THEY_EXISTED = {"peephole_init": "uniform", "peephole_lr_scale": 1.0, "valid_size": 2000,
+                              "output_bias": "uniform"}
 
 
 def new_run_config(given):

@@ -32,19 +32,20 @@ from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
 from .lstm import LSTM
 
+OUTPUT_BIAS_INITS = ("prior", "uniform")   # the output bias's start: Seq2Seq.init_output_bias, or Linear's own
+
 
 def combine_lr_scale(named_parameters, scale):
     """An optimizer's lr_scale giving the attentional layer h~_t = tanh(W_c [ctx_t ; h_t]) (decoder.combine.*)
     the multiplier `scale`: {name: scale}, {} without attention.
 
-    Why: Adam moves every weight by about lr per step whatever its gradient's size, and W_c's 2·Hd inputs of
-    similar sign add those moves up, so at lr 1e-2 the tanh saturates within the first hundred steps (on
-    word-level Tatoeba, 99% of h~'s units at |h~| > 0.99 after 800 steps) and passes almost no gradient to the
-    attention, the decoder and the encoder below it: the model then fails to fit even its training data (loss
-    3.3 after 800 steps against 0.5 without attention). At a tenth of the rate 0.1% of the units saturate, the
-    loss falls to 1.8 by then, and 240 s of Tatoeba reach 8.5% test exact match instead of 1.5% (14.3% without
-    attention). The default stays 1.0: on the DLfS2 data at 30 s, 0.1 changed nothing on dates and scored
-    slightly lower on addition (validation 98.8% against 99.8%, one seed)."""
+    Why one might: Adam moves every weight by about lr per step whatever its gradient's size, and W_c's 2·Hd
+    inputs of similar sign add those moves up, so a few steps that all push one way saturate the tanh, which
+    then passes almost no gradient to the attention, the decoder and the encoder below it. With the output
+    bias at random, the first steps push that way (on word-level Tatoeba at lr 1e-2, 99% of h~'s units at
+    |h~| > 0.99 by step 100); a tenth of the rate kept them unsaturated but scored lower on DLfS2 addition at
+    30 s (validation 98.8% against 99.8%). Starting the output bias at the targets' frequencies
+    (Seq2Seq.init_output_bias, the default) removes the push itself, so the default stays 1.0."""
     return {name: scale for name, _, _ in named_parameters if name.startswith("decoder.combine.")}
 
 
@@ -239,6 +240,29 @@ class Seq2Seq:
 
     def named_parameters(self):
         return self.encoder.named_parameters() + self.decoder.named_parameters()
+
+    def init_output_bias(self, counts):
+        """Start the output layer's bias at the log-frequencies of the target tokens (`counts[v]`: how often
+        token v is a training target, EOS included), centred:
+
+            p_v = (n_v + 1) / Σ_u (n_u + 1)          (add-one: tokens never seen as targets keep some mass)
+            b_v = log p_v - mean_u log p_u
+
+        so that the untrained model already predicts each token at its frequency (softmax(b) = p).
+
+        Why: with the bias at random, the first steps' gradients all point one way, towards the targets'
+        frequencies, and Adam, which moves every weight by about lr per step whatever its gradient's size,
+        pushes the decoder's units to ±1 along them. With attention that saturates h~ = tanh(W_c [ctx ; h])
+        (2·Hd inputs adding up their weights' moves), and a saturated tanh passes almost no gradient back:
+        on word-level Tatoeba at lr 1e-2, 99% of h~'s units sat at |h~| > 0.99 by step 100 and the loss was
+        3.8 at step 400; from the prior, 2% and 1.0 (docs/results.md)."""
+        counts = np.asarray(counts)
+        bias = self.decoder.out.b
+        if counts.shape != bias.shape or counts.dtype.kind not in "iu" or (counts < 0).any():
+            raise ValueError(f"counts must hold a non-negative integer count for each of the "
+                             f"{bias.size} target tokens, got shape {counts.shape} dtype {counts.dtype}")
+        log_p = np.log((counts + 1.0) / np.sum(counts + 1.0))
+        bias[...] = log_p - log_p.mean()
 
     def zero_grad(self):
         for _, _, g in self.named_parameters():

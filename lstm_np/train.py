@@ -41,7 +41,7 @@ from .evaluate import encode_source, evaluate
 from .optim import Adam, WarmupDecay
 from .parallel import world as this_world
 from .run_folder import load_model, output_limit, write_run_files
-from .seq2seq import Seq2Seq, combine_lr_scale
+from .seq2seq import OUTPUT_BIAS_INITS, Seq2Seq, combine_lr_scale
 from .train_state import TrainState
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "load_data"]
@@ -87,6 +87,8 @@ class Trainer:
     `run()` returns {}."""
 
     def __init__(self, cfg, resume=False, log=print, handle_signals=True, world=None):
+        if cfg.output_bias not in OUTPUT_BIAS_INITS:
+            raise ValueError(f"output_bias must be one of {OUTPUT_BIAS_INITS}, got {cfg.output_bias!r}")
         self.world = this_world() if world is None else world
         self.cfg, self.handle_signals = cfg, handle_signals
         self.log = log if self.world.rank == 0 else (lambda line: None)
@@ -106,6 +108,8 @@ class Trainer:
             self.state = TrainState(max_len=output_limit(longest), horizon=cfg.decay_steps)
         self.train_src = [encode_source(self.src_vocab, s) for s, _ in self.splits["train"]]
         self.train_tgt = [self.tgt_vocab.encode(t) + [EOS] for _, t in self.splits["train"]]
+        if not resume and cfg.output_bias == "prior":
+            self.model.init_output_bias(np.bincount(np.concatenate(self.train_tgt), minlength=len(self.tgt_vocab)))
         self.stream = BatchStream(self.train_src, self.train_tgt, cfg.batch_size, self.data_rng, self.state)
         self.schedule = WarmupDecay(cfg.lr, cfg.warmup_steps)      # warm-up, then cosine decay to lr/10 ...
         self.schedule.refit(self.state.horizon)                    # ... over the horizon (module docstring)

@@ -76,7 +76,7 @@ def test_a_run_saved_before_the_recipe_resumes_with_the_settings_it_trained_with
             "--peephole-init", "uniform", "--peephole-lr-scale", "1"], tmp_path))
     path = tmp_path / "old" / "config.json"
     saved = json.loads(path.read_text())
-    for key in ("peephole_init", "peephole_lr_scale", "valid_size", "combine_lr_scale"):
+    for key in ("peephole_init", "peephole_lr_scale", "valid_size", "combine_lr_scale", "output_bias"):
         del saved["train"][key]
     del saved["model"]["peephole_init"]
     path.write_text(json.dumps(saved))
@@ -85,6 +85,7 @@ def test_a_run_saved_before_the_recipe_resumes_with_the_settings_it_trained_with
     cfg = json.loads((tmp_path / "m.json").read_text())["config"]
     assert (cfg["peephole_init"], cfg["peephole_lr_scale"], cfg["valid_size"]) == ("uniform", 1.0, 2000)
     assert cfg["combine_lr_scale"] == 1.0, "runs saved before it existed trained the combine layer at the full lr"
+    assert cfg["output_bias"] == "uniform", "runs saved before it existed started their output bias uniform"
 
 
 @pytest.mark.parametrize("attention", ["luong", "bahdanau"])
@@ -140,8 +141,8 @@ def on_step_clock(monkeypatch, trainer, step_seconds):
     monkeypatch.setattr(train_module, "time", clock)
     real_step = trainer.opt.step
 
-    def step():
-        real_step()
+    def step(*pieces):
+        real_step(*pieces)
         clock.tick()
     monkeypatch.setattr(trainer.opt, "step", step)
     return clock
@@ -168,12 +169,12 @@ def test_validation_during_training_uses_valid_size_pairs(tmp_path):
 
 
 def test_stop_at_ends_the_run_at_the_first_validation_point_that_reaches_it(tmp_path):
-    cfg = config(tmp_path, steps=300, eval_every=5, lr=0.02)
-    full = Trainer(cfg, log=lambda line: None).run()["history"]
+    learns = dict(steps=300, eval_every=5, lr=0.02, output_bias="uniform")   # on these 60 pairs, this one learns
+    full = Trainer(config(tmp_path, **learns), log=lambda line: None).run()["history"]
     target = full[len(full) // 2]["exact_match"]
     assert 0 < target, "the test needs a run that learns something"
     first = next(p["step"] for p in full if p["exact_match"] >= target)
-    stopped = Trainer(config(tmp_path, steps=300, eval_every=5, lr=0.02, stop_at=target), log=lambda line: None).run()
+    stopped = Trainer(config(tmp_path, **learns, stop_at=target), log=lambda line: None).run()
     assert stopped["steps"] == first and stopped["history"] == [
         {**p, "seconds": q["seconds"]} for p, q in zip(full, stopped["history"])]
 
@@ -182,9 +183,9 @@ def learning_rates(trainer):
     """The learning rate of each optimizer step `trainer` takes from now on (a list that fills as it runs)."""
     rates, step = [], trainer.opt.step
 
-    def recording_step():
+    def recording_step(*pieces):
         rates.append(trainer.opt.lr)
-        step()
+        step(*pieces)
     trainer.opt.step = recording_step
     return rates
 
@@ -241,3 +242,52 @@ def test_a_checkpoint_saved_before_states_had_versions_resumes_to_the_same_bits(
         assert np.array_equal(weights["old"][key], weights["today"][key]), key
     old_state = json.loads(path.read_text())["state"]
     assert old_state["version"] == 2 and [p["step"] for p in old_state["history"]] == [9, 12]
+
+
+def test_output_bias_starts_at_the_centred_log_frequencies_of_the_targets():
+    model = ln.Seq2Seq(6, 5)
+    model.init_output_bias(np.array([0, 0, 0, 1, 3]))   # p = (n + 1) / 9 = [1, 1, 1, 2, 4] / 9
+    ln2 = np.log(2)                                       # log p - mean = [0, 0, 0, ln 2, 2 ln 2] - 3/5 ln 2
+    np.testing.assert_allclose(model.decoder.out.b, [-0.6 * ln2, -0.6 * ln2, -0.6 * ln2, 0.4 * ln2, 1.4 * ln2],
+                               rtol=1e-6)
+    b = model.decoder.out.b.astype(np.float64)
+    np.testing.assert_allclose(np.exp(b) / np.exp(b).sum(), np.array([1, 1, 1, 2, 4]) / 9, rtol=1e-6)
+    for bad in (np.array([0, 1, 2]), np.array([0, 0, 0, -1, 3]), np.array([0.0, 0, 0, 1, 3])):
+        with pytest.raises(ValueError, match="counts must hold"):
+            model.init_output_bias(bad)
+
+
+def test_a_new_run_starts_its_output_bias_at_the_training_targets_frequencies(tmp_path):
+    trainer = Trainer(config(tmp_path), log=lambda line: None)
+    vocab, counts = trainer.tgt_vocab, np.zeros(len(trainer.tgt_vocab))
+    for line in (tmp_path / "A.tsv").read_text().splitlines():     # counted here from the file, EOS once a line
+        for ch in line.split("\t")[1]:
+            counts[vocab.encode(ch)[0]] += 1
+        counts[ln.data.EOS] += 1
+    log_p = np.log((counts + 1) / (counts + 1).sum())
+    held_out = {s for s, _ in trainer.splits["valid"]}                # the held-out pairs do not count
+    if held_out:
+        counts[:] = 0
+        for line in (tmp_path / "A.tsv").read_text().splitlines():
+            src, tgt = line.split("\t")
+            if src not in held_out:
+                for ch in tgt:
+                    counts[vocab.encode(ch)[0]] += 1
+                counts[ln.data.EOS] += 1
+        log_p = np.log((counts + 1) / (counts + 1).sum())
+    np.testing.assert_allclose(trainer.model.decoder.out.b, log_p - log_p.mean(), rtol=1e-5, atol=1e-6)
+    uniform = Trainer(config(tmp_path, output_bias="uniform"), log=lambda line: None)
+    fresh = ln.Seq2Seq(len(vocab), len(vocab), **uniform.cfg.model_kwargs())
+    np.testing.assert_array_equal(uniform.model.decoder.out.b, fresh.decoder.out.b)
+    with pytest.raises(ValueError, match="output_bias must be one of"):
+        Trainer(config(tmp_path, output_bias="zero"), log=lambda line: None)
+
+
+def test_a_resumed_run_keeps_its_trained_output_bias(tmp_path):
+    first = Trainer(config(tmp_path, out=str(tmp_path / "r"), steps=3), log=lambda line: None)
+    prior = first.model.decoder.out.b.copy()
+    first.run()
+    trained = first.model.decoder.out.b.copy()
+    assert not np.array_equal(trained, prior)
+    resumed = Trainer(config(tmp_path, out=str(tmp_path / "r"), steps=6), resume=True, log=lambda line: None)
+    np.testing.assert_array_equal(resumed.model.decoder.out.b, trained)
