@@ -4,11 +4,13 @@ process and of N workers from the same seed.
 
 Throughput: for each task, the three settings run one after the other, ROUNDS times in turn (so that a
 change in the machine's load hits them alike), each for SECONDS of `lstm-np train --max-seconds` with no
-validation inside the budget; pairs/s = steps × batch size / the run's training seconds. The table gives the
-median over the rounds and the ratio to one process on one thread. The machine must be otherwise idle: a
-worker that shares its core with another job holds every other worker up at each step's all-reduce.
+validation inside the budget, at the global batch of --batch-size (64 by default); pairs/s = steps × batch
+size / the run's training seconds. The table gives the median over the rounds and the ratio to one process on
+one thread. The machine must be otherwise idle: a worker that shares its core with another job holds every
+other worker up at each step's exchange of gradients and weights.
 
-    python benchmarks/bench_parallel.py                       # both tasks, all cores, about 15 minutes
+    python benchmarks/bench_parallel.py                       # both tasks, all cores, about 20 minutes
+    python benchmarks/bench_parallel.py --batch-size 256 --no-curves
     python benchmarks/bench_parallel.py --seconds 30 --rounds 1
     python benchmarks/bench_parallel.py --workers 4           # on a machine with 4 cores
 
@@ -121,7 +123,8 @@ def main():
             curves_text, curves = same_seed_curves(args.workers, workdir)
             print(curves_text)
     common.write_json(args.json, {"workers": args.workers, "seconds": args.seconds, "rounds": args.rounds,
-                                  "batch_size": args.batch_size or 64, "throughput": rows, "curves": curves,
+                                  "batch_size": int(with_batch(G2P, args.batch_size)[G2P.index("--batch-size") + 1]),
+                                  "throughput": rows, "curves": curves,
                                   "load_average_end": common.load_average()})
 
 

@@ -119,25 +119,31 @@ class MPIWorld(Solo):
         return slice(self.rank * batch // self.size, (self.rank + 1) * batch // self.size), True
 
     def _split(self, params):
-        """The flat layout of the parameters, made once: parameter i holds elements offsets[i] ..
-        offsets[i] + size of a buffer of P, and rank r owns elements bounds[r] .. bounds[r + 1]."""
-        if self._layout is None:
-            sizes = [value.size for _, value, _ in params]
-            offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        """The flat layout of the parameters: parameter i holds elements offsets[i] .. offsets[i] + size of a
+        buffer of P, and rank r owns elements bounds[r] .. bounds[r + 1]. Made for the first parameters it
+        sees, and again for parameters of other sizes (another model trained in the same process)."""
+        key = tuple(value.size for _, value, _ in params)
+        if self._layout is None or self._layout[0] != key:
+            for name, value, grad in params:           # every rank has the same parameters: all raise alike
+                if not (value.flags.c_contiguous and grad.flags.c_contiguous) or value.dtype != params[0][1].dtype:
+                    raise ValueError(f"parameter {name!r}: data-parallel training needs C-contiguous parameters "
+                                     f"of one dtype ({params[0][1].dtype})")
+            offsets = np.concatenate([[0], np.cumsum(key)]).astype(np.int64)
             total = int(offsets[-1])
             bounds = [r * total // self.size for r in range(self.size + 1)]
             counts = [bounds[r + 1] - bounds[r] for r in range(self.size)]
             flat = np.empty(total, params[0][1].dtype)
+            share = np.empty(counts[self.rank], flat.dtype)
             from mpi4py.util.dtlib import from_numpy_dtype
             spec = [flat, counts, bounds[:-1], from_numpy_dtype(flat.dtype)]
-            self._layout = offsets, bounds, counts, flat, spec
-        return self._layout
+            self._layout = key, offsets, bounds, counts, flat, share, spec
+        return self._layout[1:]
 
     @property
     def share_bounds(self):
         """[b_0 = 0, b_1, ..., b_N = P]: rank r's share is elements b_r .. b_r+1 of the parameters flattened and
-        put end to end in named_parameters() order (known once a step ran)."""
-        return None if self._layout is None else self._layout[1]
+        put end to end in named_parameters() order (known once `pieces` or a step has made the layout)."""
+        return None if self._layout is None else self._layout[2]
 
     def _parts(self, params, lo, hi):
         """(flattened parameter i's slice, the flat buffer's slice) for every part of elements lo .. hi."""
@@ -148,7 +154,7 @@ class MPIWorld(Solo):
                 yield i, slice(start - offsets[i], stop - offsets[i]), slice(start, stop)
 
     def pieces(self, params):
-        _, bounds, _, _, _ = self._split(params)
+        bounds = self._split(params)[1]
         return {params[i][0]: (own.start, own.stop)
                 for i, own, _ in self._parts(params, bounds[self.rank], bounds[self.rank + 1])}
 
@@ -157,11 +163,10 @@ class MPIWorld(Solo):
         then the loss and the shares' Σ g² over the ranks (one Allreduce), and clip the share by the global
         norm -> (the summed loss, the norm). A rank whose rows do not count passes loss 0.0 and zeroed
         gradients. The gradients outside this rank's share are left as they were: only `pieces` are read."""
-        _, bounds, counts, flat, _ = self._split(params)
+        _, bounds, counts, flat, share, _ = self._split(params)
         lo, hi = bounds[self.rank], bounds[self.rank + 1]
         for i, whole, at in self._parts(params, 0, bounds[-1]):
             flat[at] = params[i][2].reshape(-1)[whole]
-        share = np.empty(counts[self.rank], flat.dtype)
         self.comm.Reduce_scatter(flat, share, recvcounts=counts, op=self.MPI.SUM)
         mine = []
         for i, whole, at in self._parts(params, lo, hi):
@@ -176,7 +181,7 @@ class MPIWorld(Solo):
     def _gather(self, params, arrays):
         """Every rank's share of `arrays` (one array shaped like each parameter, in params' order) to every rank:
         one Allgatherv of the flat buffer."""
-        _, bounds, _, flat, spec = self._split(params)
+        _, bounds, _, flat, _, spec = self._split(params)
         lo, hi = bounds[self.rank], bounds[self.rank + 1]
         for i, whole, at in self._parts(params, lo, hi):
             flat[at] = arrays[i].reshape(-1)[whole]

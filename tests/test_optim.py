@@ -298,11 +298,12 @@ def test_clip_grad_norm_with_a_given_norm_scales_by_it():
     np.testing.assert_array_equal(share[0][2], np.array([3.0, 4.0]) * (1.0 / (13.0 + 1e-6)))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("make", [lambda p: Adam(p, lr=0.1, weight_decay=0.01, lr_scale={"b": 0.5}),
                                   lambda p: SGD(p, lr=0.1, momentum=0.9)])
-def test_a_step_of_pieces_updates_those_elements_as_the_whole_step_and_nothing_else(make):
+def test_a_step_of_pieces_updates_those_elements_as_the_whole_step_and_nothing_else(make, dtype):
     """step(pieces): a worker's share of the parameters (flat element ranges) gets the whole update's bits."""
-    whole, part = make_params(), make_params()
+    whole, part = ([(n, v.astype(dtype), g.astype(dtype)) for n, v, g in make_params()] for _ in range(2))
     opt_whole, opt_part = make(whole), make(part)
     pieces = {"W": (5, 12), "b": (0, 2)}                   # W's elements 5..11 (of 12), b's 0..1 (of 5)
     for step_grads in grad_sequence(3):
@@ -327,6 +328,13 @@ def test_a_step_of_pieces_updates_those_elements_as_the_whole_step_and_nothing_e
             rest = np.ones(value.size, bool)
             rest[a:b] = False
             next(v for n, v, _ in part if n == name).reshape(-1)[rest] = value.reshape(-1)[rest]
+
+
+def test_a_piece_of_a_parameter_that_is_not_contiguous_is_refused():
+    value = np.zeros((4, 6))[:, :3]                        # a view: reshape(-1) would copy, and the update be lost
+    opt = Adam([("W", value, np.ones_like(value))], lr=0.1)
+    with pytest.raises(ValueError, match="'W'.*C-contiguous"):
+        opt.step({"W": (0, 5)})
 
 
 def test_clip_grad_norm_sums_float32_grads_in_float64():

@@ -14,6 +14,8 @@ import time
 import numpy as np
 import pytest
 
+import lstm_np as ln
+
 from helpers import CLI, ENV, SRC, TGT, TINY_FLAGS, cli, load_metrics, make_data, make_model, ok, one_line_error
 from lstm_np.losses import masked_cross_entropy
 from lstm_np.parallel import MPIWorld, Solo
@@ -70,16 +72,19 @@ def test_cross_entropy_over_a_larger_batchs_token_count():
         masked_cross_entropy(logits, targets, mask, count=2)    # fewer than the real tokens given
 
 
+class Comm:
+    """The part of an MPI communicator that MPIWorld reads without communicating."""
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
+
+
 def test_rows_of_a_batch_cover_it_once():
-    class Comm:
-        def __init__(self, rank, size):
-            self.rank, self.size = rank, size
-
-        def Get_rank(self):
-            return self.rank
-
-        def Get_size(self):
-            return self.size
     pytest.importorskip("mpi4py", reason='the MPI extra is not installed: pip install "lstm_np[mpi]"')
     for size in (2, 3, 4):
         worlds = [MPIWorld(Comm(r, size)) for r in range(size)]
@@ -91,6 +96,23 @@ def test_rows_of_a_batch_cover_it_once():
                 covered = [i for rows, counts in shares for i in range(batch)[rows]]
                 assert covered == list(range(batch)) and all(c for _, c in shares)
     assert Solo().rows(7) == (None, True)
+
+
+def test_the_ranks_pieces_of_the_parameters_cover_each_element_once():
+    pytest.importorskip("mpi4py", reason='the MPI extra is not installed: pip install "lstm_np[mpi]"')
+    params = ln.Seq2Seq(9, 11, hidden_size=6, embed_size=5, attention="luong").named_parameters()
+    for size in (2, 3):
+        owner = {name: np.full(value.size, -1) for name, value, _ in params}
+        for r in range(size):
+            for name, (start, stop) in MPIWorld(Comm(r, size)).pieces(params).items():
+                assert (owner[name][start:stop] == -1).all(), f"{name} {start}:{stop} has two owners"
+                owner[name][start:stop] = r
+        assert all((o >= 0).all() for o in owner.values())
+    assert Solo().pieces(params) is None
+    other = [(n, np.asfortranarray(np.zeros(v.shape, v.dtype)) if k == 1 else v, g)   # W_x (5, 24), column-major
+             for k, (n, v, g) in enumerate(params)]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        MPIWorld(Comm(0, 2)).pieces(other)
 
 
 # ----------------------------------------------------------------------------- with MPI
