@@ -262,6 +262,7 @@ def cmd_train(args):
         remove_run(cfg.out)
     trainer = Trainer(cfg, resume=args.resume, log=lambda line: print(line, flush=True), world=world)
     result = trainer.run()
+    world.rest_until_all_done()                     # the others leave rank 0's final test their cores
     if result is None and world.rank == 0:
         name = signal.Signals(trainer.stop_signal).name
         print(f"{name}: stopped at step {trainer.state.step}; checkpoint saved in {cfg.out} "

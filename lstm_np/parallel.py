@@ -25,6 +25,7 @@ launcher (`mpiexec -n N lstm-np train ...`, or `lstm-np train --workers N`, work
 over mpi4py's COMM_WORLD. mpi4py is an optional extra: pip install "lstm_np[mpi]".
 """
 import os
+import time
 
 import numpy as np
 
@@ -92,6 +93,9 @@ class Solo:
         return value
 
     def barrier(self):
+        pass
+
+    def rest_until_all_done(self):
         pass
 
     def note_finished(self):
@@ -216,6 +220,13 @@ class MPIWorld(Solo):
 
     def barrier(self):
         self.comm.Barrier()
+
+    def rest_until_all_done(self):
+        """Wait until every rank got here, asleep: MPICH's own waits (a Barrier, MPI_Finalize at exit) spin on a
+        core, which the ranks done first would hold while rank 0 runs the final test alone."""
+        request = self.comm.Ibarrier()
+        while not request.Test():
+            time.sleep(0.05)
 
     def note_finished(self):
         """Tell workers.py this rank ended normally, so that a rank which dies is told apart from one done."""
