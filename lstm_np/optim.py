@@ -110,7 +110,7 @@ class _Optimizer:
     (where training speed matters and the bits are not promised).
 
     Subclasses fill `self._state` ({key: buffer}, one buffer per parameter), name a parameter's buffers in
-    `_buffers_of` and write their update once, in `_update`, for one block of a parameter: the step runs it
+    `buffers` and write their update once, in `_update`, for one block of a parameter: the step runs it
     block by block in both modes, so its passes stay in cache and its scratch buffers stay one block small.
     """
 
@@ -137,7 +137,7 @@ class _Optimizer:
         self.step_count += 1
         for name, p, g in self.params:
             lr, exact = self.lr_of(name), p.dtype == np.float64 if self.exact is None else self.exact
-            arrays = (p, g, *self._buffers_of(name))
+            arrays = (p, g, *self.buffers(name))
             if pieces is not None:
                 if name not in pieces:
                     continue
@@ -145,10 +145,6 @@ class _Optimizer:
                 arrays = tuple(None if a is None else _flat(a, name)[start:stop] for a in arrays)
             for block in _blocks(*arrays):
                 self._update(*block, lr=lr, exact=exact)
-
-    def buffers(self, name):
-        """The state arrays shaped like parameter `name` (Adam: its two moments), None for one not in use."""
-        return self._buffers_of(name)
 
     def _muladd(self, a, b, c, exact, out):
         """out ← a·b + c, rounded once when exact, else twice (through a scratch buffer); out may be a or c."""
@@ -235,7 +231,8 @@ class Adam(_Optimizer):
             self._state["m/" + name] = np.zeros_like(value)  # first moment (mean of g)
             self._state["v/" + name] = np.zeros_like(value)  # second moment (mean of g²)
 
-    def _buffers_of(self, name):
+    def buffers(self, name):
+        """The state arrays shaped like parameter `name`: its two moments."""
         return self._state["m/" + name], self._state["v/" + name]
 
     def _update(self, p, g, m, v, lr, exact):
@@ -299,7 +296,8 @@ class SGD(_Optimizer):
             for name, value, _ in self.params:
                 self._state["momentum/" + name] = np.zeros_like(value)  # b
 
-    def _buffers_of(self, name):
+    def buffers(self, name):
+        """The state arrays shaped like parameter `name`: its momentum buffer, None without momentum."""
         return (self._state.get("momentum/" + name),)
 
     def _update(self, p, g, b, lr, exact):
