@@ -6,9 +6,11 @@ the one on PATH) with the same train flags, passes the workers' output through, 
 mpiexec, which hands it to every worker: they stop at the same step and rank 0 checkpoints, as one process
 would. When a worker dies (killed, out of memory), MPI ends the others at once; each worker noted its pid
 and, when it ended normally, that it did (parallel.PID_DIR), so the first one to go without finishing is
-named, with the checkpoint a resumed run continues from.
+named (MPICH's own report of the first pid to end badly breaks a tie), with the checkpoint a resumed run
+continues from.
 """
 import os
+import re
 import select
 import shutil
 import signal
@@ -21,11 +23,12 @@ import time
 from .checkpoint import CheckpointDir
 from .parallel import MPI_HINT, PID_DIR, launched_by_mpi, started_by_workers
 
-__all__ = ["DIED", "check_workers", "find_mpiexec", "run_workers"]
+__all__ = ["DIED", "check_workers", "find_mpiexec", "first_death", "run_workers"]
 
 DIED = 4                 # `lstm-np train`'s exit status when a worker process died
 HYDRA_LINES = ("=====", "=   ", "YOUR APPLICATION TERMINATED", "This typically refers to a problem",
                "Please see the FAQ", "[mpiexec@", "[proxy:")     # MPICH's own report of what this one tells
+HYDRA_FIRST = re.compile(r"^=\s+PID (\d+) RUNNING AT ")   # in that report: the first process that ended badly
 
 
 def check_workers(workers, batch_size):
@@ -60,8 +63,9 @@ def run_workers(mpiexec, workers, argv, out):
         proc = subprocess.Popen(cmd, env={**os.environ, PID_DIR: folder}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, bufsize=1)
         exits = []                                            # ranks in the order their processes ended
-        threads = [threading.Thread(target=_pass_through, args=(proc.stdout, sys.stdout, False), daemon=True),
-                   threading.Thread(target=_pass_through, args=(proc.stderr, sys.stderr, True), daemon=True),
+        named = []                                            # the pid MPICH names as the first to end badly
+        threads = [threading.Thread(target=_pass_through, args=(proc.stdout, sys.stdout, False, named), daemon=True),
+                   threading.Thread(target=_pass_through, args=(proc.stderr, sys.stderr, True, named), daemon=True),
                    threading.Thread(target=_watch, args=(folder, workers, proc, exits), daemon=True)]
         for t in threads:
             t.start()
@@ -76,10 +80,11 @@ def run_workers(mpiexec, workers, argv, out):
                 signal.signal(sig, handler)
         for t in threads:
             t.join(timeout=5)
-        died = [(rank, pid) for rank, pid in exits if not os.path.exists(os.path.join(folder, f"rank{rank}.done"))]
-    if not died:
+        finished = {rank for rank, _ in exits if os.path.exists(os.path.join(folder, f"rank{rank}.done"))}
+        first = first_death(exits, finished, named)
+    if first is None:
         return status
-    rank, pid = died[0]
+    rank, pid = first
     ckpt = CheckpointDir(out)
     kept = (f"the last checkpoint (step {ckpt.manifest()['step']}) is kept in {out}: continue with "
             f"lstm-np train --out {out} --resume" if ckpt.exists() else "no checkpoint had been written yet")
@@ -88,11 +93,25 @@ def run_workers(mpiexec, workers, argv, out):
     return DIED
 
 
-def _pass_through(stream, to, once):
-    """The workers' lines, without MPICH's banner about a process that ended badly (run_workers says which);
-    with `once`, a line already passed is not repeated (the same error met by every worker)."""
+def first_death(exits, finished, named):
+    """The (rank, pid) of `exits` (in the order the watch saw them end) that died first: not among the ranks
+    `finished`; or None. MPI ends the other workers within milliseconds of a death, so several can look ended at
+    once to the watch: the pid MPICH's report `named` as the first to end badly wins; without it (another MPI),
+    the watch's order stands."""
+    died = [(rank, pid) for rank, pid in exits if rank not in finished]
+    died.sort(key=lambda rank_pid: rank_pid[1] not in named)                 # stable: the watch's order after
+    return died[0] if died else None
+
+
+def _pass_through(stream, to, once, named):
+    """The workers' lines, without MPICH's banner about a process that ended badly (run_workers says which,
+    from the pid that banner names, appended to `named`); with `once`, a line already passed is not repeated
+    (the same error met by every worker)."""
     seen = set()
     for line in stream:
+        first = HYDRA_FIRST.match(line)
+        if first:
+            named.append(int(first.group(1)))
         if not line.startswith(HYDRA_LINES) and line.strip() and not (once and line in seen):
             seen.add(line)
             to.write(line)

@@ -19,7 +19,7 @@ import lstm_np as ln
 from helpers import CLI, ENV, SRC, TGT, TINY_FLAGS, cli, load_metrics, make_data, make_model, ok, one_line_error
 from lstm_np.losses import masked_cross_entropy
 from lstm_np.parallel import MPIWorld, Solo
-from lstm_np.workers import find_mpiexec
+from lstm_np.workers import _pass_through, find_mpiexec, first_death
 
 SRC4 = np.vstack([SRC, SRC[:1]])          # 4 rows: a batch that splits into shares of 2, or of 1 and 3
 TGT4 = np.vstack([TGT, TGT[1:2]])
@@ -202,6 +202,36 @@ def test_killing_a_worker_gives_one_line_and_a_checkpoint_that_resumes(tmp_path)
                      tmp_path))
     assert f"resumed {tmp_path / 'run'} at step {step}" in resumed.stdout or f"at step {step}" in resumed.stdout
     assert load_metrics(tmp_path / "m.json")["steps"] == step + 10
+
+
+# MPICH's report when rank 1 (pid 4690) of 2 was killed with SIGKILL, as mpiexec printed it
+HYDRA_REPORT = """
+===================================================================================
+=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES
+=   PID 4690 RUNNING AT vm
+=   EXIT CODE: 9
+=   CLEANING UP REMAINING PROCESSES
+=   YOU CAN IGNORE THE BELOW CLEANUP MESSAGES
+===================================================================================
+YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)
+This typically refers to a problem with your application.
+Please see the FAQ page for debugging suggestions
+"""
+
+
+def test_the_worker_mpich_names_is_the_one_that_died_first_even_when_the_watch_saw_another_end_first():
+    """MPI kills the other ranks within milliseconds, so the watch can see rank 0 end first; MPICH's report
+    names the pid that ended badly first."""
+    import io
+    named, shown = [], io.StringIO()
+    _pass_through(io.StringIO("step 20 | loss 1.0\n" + HYDRA_REPORT), shown, False, named)
+    assert named == [4690]
+    assert shown.getvalue() == "step 20 | loss 1.0\n"                  # the banner itself is not shown
+    exits = [(0, 4689), (1, 4690)]                                        # the order the watch saw
+    assert first_death(exits, set(), named) == (1, 4690)
+    assert first_death(exits, set(), []) == (0, 4689)                   # no report: the watch's order
+    assert first_death(exits, {0}, []) == (1, 4690)                     # rank 0 had finished its run
+    assert first_death(exits, {0, 1}, named) is None                    # every rank finished
 
 
 @needs_mpi
