@@ -124,6 +124,9 @@ def add_train_options(t, for_sweep=False):
     add(g, "--combine-lr-scale", type=nonneg_float, help=f"attention's tanh(W_c [ctx;h]) learns at lr x this [{d.combine_lr_scale:g}]")
     add(g, "--decay-steps", type=positive_int,
                    help="cosine decay horizon [fitted to --max-seconds; constant lr without it]")
+    add(g, "--average-decay", type=number_type(float, "a number in [0, 1)", lambda v: 0 <= v < 1),
+                   help="keep an average of the weights with this decay (e.g. 0.999); the final test uses it when "
+                        f"it validates better than the last and the best weights [{d.average_decay:g}: none]")
     g = t.add_argument_group("duration and output")
     add(g, "--steps", type=positive_int, help="stop after N optimizer steps in all")
     add(g, "--epochs", type=positive_int, help="stop after N passes over the training data")

@@ -1,4 +1,5 @@
-"""Optimizers (Adam, AdamW, SGD), global gradient-norm clipping and a warm-up/decay learning-rate schedule.
+"""Optimizers (Adam, AdamW, SGD), an average of the weights they visit, global gradient-norm clipping and a
+warm-up/decay learning-rate schedule.
 
 An optimizer takes a module's `named_parameters()`: a list of (name, value, grad) triples. `step()` reads
 `grad` and updates `value` IN PLACE (the module keeps seeing its own arrays); `zero_grad()` zeroes `grad`.
@@ -21,7 +22,7 @@ import numpy as np
 from .checks import check_int, check_number
 from .functional import fma as _exact_fma
 
-__all__ = ["Adam", "AdamW", "SGD", "clip_grad_norm", "sum_of_squares", "WarmupDecay"]
+__all__ = ["Adam", "AdamW", "SGD", "WeightAverage", "clip_grad_norm", "sum_of_squares", "WarmupDecay"]
 
 _BLOCK = 1 << 16  # elements per block of an update (256 KB in float32): its ~13 passes run over a block in cache
 _sqrt = np.sqrt  # _sqrt(x, out=...): correctly rounded; see the module docstring for why tests may replace it
@@ -312,6 +313,82 @@ class SGD(_Optimizer):
                 b += g                                                     # b ← μ b + g
             g = self._muladd(b, mu, g, exact, out=self._scratch(p, 1)) if self.nesterov else b   # g ← g + μ b  or  b
         self._muladd(g, -lr, p, exact, out=p)                              # p ← p - lr g
+
+
+class WeightAverage:
+    """An exponential moving average of the weights an optimizer visits (Polyak averaging), bias-corrected as
+    Adam's moments are. After update t of the parameters p, with decay d:
+
+        a ← a + (1 - d)(p - a)          a = 0 before the first update
+        averaged weights  â = a / (1 - d^t)  = Σ_k d^(t-k) p_k / Σ_k d^(t-k)
+
+    the mean of the weights after every update so far, the update k weighted by d^(t-k): the last
+    1 / (1 - d) updates count most, and the start of a run does not pull the average back towards the initial
+    weights. Late in training the weights jitter around a minimum by the learning rate's steps, and their
+    average sits nearer its centre.
+
+    Called like an optimizer after each of its steps, `step(pieces)` with the same pieces: a data-parallel
+    worker averages only the share of the weights it updated (parallel.py), and `buffers(name)`, `params`,
+    `state_dict()` / `load_state_dict()` let a World gather the shares and a checkpoint keep them, as for
+    Adam's moments. Keys: "average/<name>" per parameter and "average_step".
+    """
+
+    def __init__(self, params, decay):
+        self.params = _check_params(params)
+        self.decay = check_number("decay", decay, 0, 1, low_inclusive=False, high_inclusive=False)
+        self.step_count = 0
+        self._state = {"average/" + name: np.zeros_like(value) for name, value, _ in self.params}
+        self._scratch = {}
+
+    def buffers(self, name):
+        """The state array shaped like parameter `name`: its running average a (not yet bias-corrected)."""
+        return (self._state["average/" + name],)
+
+    def step(self, pieces=None):
+        """a ← a + (1 - d)(p - a) for every parameter, or for the `pieces` ({name: (start, stop)} of the
+        flattened values) a worker updated."""
+        self.step_count += 1
+        for name, p, _ in self.params:
+            (a,) = self.buffers(name)
+            if pieces is not None:
+                if name not in pieces:
+                    continue
+                start, stop = pieces[name]
+                p, a = _flat(p, name)[start:stop], _flat(a, name)[start:stop]
+            for p_block, a_block in _blocks(p, a):
+                tmp = self._scratch.get(a_block.dtype)
+                if tmp is None or tmp.size < a_block.size:
+                    tmp = self._scratch[a_block.dtype] = np.empty(max(a_block.size, _BLOCK), a_block.dtype)
+                tmp = tmp[:a_block.size].reshape(a_block.shape)
+                np.subtract(p_block, a_block, out=tmp)                      # p - a
+                tmp *= 1 - self.decay
+                a_block += tmp                                              # a ← a + (1 - d)(p - a)
+
+    def averaged(self):
+        """{name: â}: new arrays, in the parameters' dtypes (a parameter never updated yet: its zeros)."""
+        correction = 1 - self.decay ** self.step_count if self.step_count else 1.0
+        return {name: (self.buffers(name)[0] / correction).astype(value.dtype) for name, value, _ in self.params}
+
+    def state_dict(self):
+        """Flat {key: numpy array}: "average_step" and "average/<name>" per parameter."""
+        return {"average_step": np.array(self.step_count, dtype=np.int64),
+                **{key: buf.copy() for key, buf in self._state.items()}}
+
+    def load_state_dict(self, state):
+        """Restore what state_dict() returned; the keys and shapes must match exactly."""
+        expected, given = set(self.state_dict()), set(state.keys())
+        if given != expected:
+            raise ValueError(f"weight average state does not match the model: missing {sorted(expected - given)[:5]}, "
+                             f"unexpected {sorted(given - expected)[:5]}")
+        step = np.asarray(state["average_step"])
+        if step.shape != () or not np.issubdtype(step.dtype, np.integer) or step < 0:
+            raise ValueError(f"weight average entry 'average_step' must be an integer scalar >= 0, got {step!r}")
+        for key, buf in self._state.items():
+            if np.shape(state[key]) != buf.shape:
+                raise ValueError(f"weight average entry {key!r} has shape {np.shape(state[key])}, expected {buf.shape}")
+        self.step_count = int(step)
+        for key, buf in self._state.items():
+            buf[...] = state[key]
 
 
 def sum_of_squares(grads):

@@ -38,7 +38,7 @@ from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_paramet
 from .config import TrainConfig
 from .data import EOS, Vocab, read_tsv
 from .evaluate import encode_source, evaluate
-from .optim import Adam, WarmupDecay
+from .optim import Adam, WarmupDecay, WeightAverage
 from .parallel import world as this_world
 from .run_folder import load_model, output_limit, write_run_files
 from .seq2seq import OUTPUT_BIAS_INITS, Seq2Seq, combine_lr_scale
@@ -102,6 +102,7 @@ class Trainer:
             self.tgt_vocab = Vocab.build([t for _, t in self.splits["train"]], tgt_tokens, cfg.lower)
             self.model = Seq2Seq(len(self.src_vocab), len(self.tgt_vocab), **cfg.model_kwargs())
             self.opt = self.optimizer()
+            self.average = self.weight_average()
             self.data_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
             self.best_weights = None
             longest = max(len(self.tgt_vocab.encode(t)) for _, t in self.splits["train"])
@@ -127,6 +128,16 @@ class Trainer:
                     lr_scale={**peephole_lr_scale(params, self.cfg.peephole_lr_scale),
                               **combine_lr_scale(params, self.cfg.combine_lr_scale)})
 
+    def weight_average(self):
+        """The average of the weights the optimizer visits (optim.WeightAverage), None without --average-decay."""
+        if not self.cfg.average_decay:
+            return None
+        return WeightAverage(self.model.named_parameters(), self.cfg.average_decay)
+
+    def training_state(self):
+        """The arrays of a checkpoint's optimizer file: Adam's moments and, with one, the weight average's."""
+        return {**self.opt.state_dict(), **(self.average.state_dict() if self.average is not None else {})}
+
     # ------------------------------------------------------------------------------------------------
     # checkpoints
     def _weights(self):
@@ -137,22 +148,37 @@ class Trainer:
         calls it during the run (they gather the optimizer's state); rank 0 writes."""
         if self.ckpt is None:
             return
-        if self.state.step != self._gathered_at:    # so that finish(), on rank 0 alone, gathers nothing
-            self.world.gather_state(self.opt)
-            self._gathered_at = self.state.step
+        self.gather_training_state()
         if self.world.rank != 0:
             return
         s = self.state
         s.data_rng = self.data_rng.bit_generator.state
         s.dropout_rng = [lstm.rng.bit_generator.state for lstm in (self.model.encoder.lstm, self.model.decoder.lstm)]
-        self.ckpt.save(s.step, self._weights(), self.opt.state_dict(), s.to_json(),
+        self.ckpt.save(s.step, self._weights(), self.training_state(), s.to_json(),
                        self.best_weights if with_best else None)
+
+    def gather_training_state(self):
+        """Make the optimizer's state and the weight average, of which each rank updated its share, whole on
+        every rank (parallel.py), once per step: every rank calls it, so that finish(), on rank 0 alone,
+        gathers nothing."""
+        if self.state.step != self._gathered_at:
+            self.world.gather_state(self.opt)
+            if self.average is not None:
+                self.world.gather_state(self.average)
+            self._gathered_at = self.state.step
 
     def _resume(self):
         self.model, self.src_vocab, self.tgt_vocab, _ = load_model(self.cfg.out, which="weights")
         self.opt = self.optimizer()
+        self.average = self.weight_average()
         try:
-            self.opt.load_state_dict(self.ckpt.load("optimizer"))
+            arrays = self.ckpt.load("optimizer")
+            averaged = {k: arrays.pop(k) for k in list(arrays) if k.startswith("average")}
+            self.opt.load_state_dict(arrays)
+            if self.average is not None:
+                self.average.load_state_dict(averaged)
+            elif averaged:
+                raise ValueError("it holds a weight average, and this run keeps none")
         except ValueError as e:
             if isinstance(e, CheckpointError):
                 raise
@@ -231,6 +257,8 @@ class Trainer:
                 self.opt.lr = self.schedule(s.step)
                 with self.numerics("update", s.step + 1):
                     self.opt.step(pieces)                          # this rank's share of the parameters ...
+                    if self.average is not None:
+                        self.average.step(pieces)                  # ... and of their average ...
                 self.world.share_weights(params)                   # ... and the other ranks' shares
                 if not all(np.isfinite(value).all() for _, value, _ in params):
                     raise self.diverged(f"the update at lr {self.opt.lr:g} made parameters overflow", s.step + 1)
@@ -255,6 +283,8 @@ class Trainer:
         self.save()
         if self.stop_signal is not None:
             return None
+        if self.average is not None:
+            self.gather_training_state()                   # the final evaluation reads the whole average
         if self.world.rank != 0:
             return {}
         with self.numerics("final evaluation", s.step):
@@ -326,18 +356,39 @@ class Trainer:
         self.save(with_best=improved)
 
     def finish(self):
-        """Final evaluation with the better of the last and the best validated weights, on the test set."""
+        """Final evaluation, on the test set, of the weights that validate best: the last ones, the best validated
+        during the run, or (with --average-decay) their average; ties go to the last, then the best."""
         cfg, s = self.cfg, self.state
+        params = self.model.named_parameters()
         last = self.validate()
-        last_score = [last["exact_match"], last["token_accuracy"]]
-        if self.best_weights is not None and s.best_valid > last_score:
-            assign_parameters(self.model.named_parameters(), self.best_weights, "best weights")
+        chosen, score = "last", [last["exact_match"], last["token_accuracy"]]
+        if self.best_weights is not None and s.best_valid > score:
+            chosen, score = "best", s.best_valid
+        averaged = None
+        if self.average is not None:
+            last_weights, averaged = self._weights(), self.average.averaged()
+            assign_parameters(params, averaged, "averaged weights")
+            m = self.validate()
+            assign_parameters(params, last_weights, "last weights")
+            self.log(f"averaged weights (decay {cfg.average_decay:g}): validation exact match {m['exact_match']:.4f}, "
+                     f"last weights {last['exact_match']:.4f}")
+            if [m["exact_match"], m["token_accuracy"]] > score:
+                chosen, score = "average", [m["exact_match"], m["token_accuracy"]]
+        if chosen == "best":
+            assign_parameters(params, self.best_weights, "best weights")
             self.log(f"using the best validated weights (step {s.best_step}, exact match {s.best_valid[0]:.4f})")
-            last = {"exact_match": s.best_valid[0]}
+        elif chosen == "average":
+            # The average becomes the checkpoint's best (what `translate`, `serve` and a resumed run's final
+            # test see); the checkpoint's weights stay the last ones, from which training would go on.
+            s.best_valid, s.best_step = score, s.step
+            self.best_weights = averaged
+            self.save(with_best=True)
+            assign_parameters(params, averaged, "averaged weights")
+            self.log(f"using the averaged weights (exact match {score[0]:.4f})")
         elif s.best_step != s.step:
             # The last weights win: they become the checkpoint's best, so that `translate`, `serve` and a resumed
             # run see the weights this final test scores.
-            s.best_valid, s.best_step = last_score, s.step
+            s.best_valid, s.best_step = score, s.step
             self.best_weights = self._weights()
             self.save(with_best=True)
         test_pairs = self.splits["test"] or self.splits["valid"]
@@ -347,7 +398,7 @@ class Trainer:
                   "test_token_error_rate": metrics["token_error_rate"],
                   "test_bleu": metrics["bleu"], "test_chrf": metrics["chrf"], "test_examples": metrics["examples"],
                   "test_set": "test" if self.splits["test"] else "valid",
-                  "valid_exact_match": last["exact_match"],
+                  "valid_exact_match": score[0], "weights": chosen,
                   "final_loss": s.final_loss, "train_seconds": round(s.train_seconds, 3),
                   "steps": s.step, "epochs": s.epoch, "beam_size": cfg.beam_size, "workers": self.world.size,
                   "history": s.history, "config": dataclasses.asdict(cfg)}

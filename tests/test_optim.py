@@ -515,3 +515,52 @@ def test_scaled_groups_match_torch_param_groups_bit_for_bit(monkeypatch):
         theirs.step()
     for n in values:
         assert_bitwise_equal(values[n], tensors[n].detach().numpy(), f"parameter {n}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the weight average (Polyak averaging, bias-corrected)
+
+def test_weight_average_is_the_decay_weighted_mean_of_the_weights_after_each_update():
+    """d = 0.5 and weights 1, 2, 4 after three updates: â = (1, 5/3, 3), by hand:
+    (1·1)/1, (0.5·1 + 1·2)/1.5, (0.25·1 + 0.5·2 + 1·4)/1.75."""
+    value = np.zeros(1)
+    avg = optim.WeightAverage([("w", value, np.zeros(1))], decay=0.5)
+    seen = []
+    for w in (1.0, 2.0, 4.0):
+        value[...] = w
+        avg.step()
+        seen.append(float(avg.averaged()["w"][0]))
+    assert seen == pytest.approx([1.0, 5 / 3, 3.0], abs=1e-15)
+    assert value[0] == 4.0                                   # the parameters themselves are not touched
+
+
+def test_weight_average_of_pieces_is_the_whole_average_on_those_elements_and_round_trips():
+    """Two ranks, each averaging its own share (pieces), hold the whole average's bits on their elements."""
+    params, other = make_params(), make_params()
+    whole = optim.WeightAverage(params, 0.9)
+    ranks = [optim.WeightAverage(other, 0.9), optim.WeightAverage(other, 0.9)]
+    pieces = [{"W": (0, 5)}, {"W": (5, 12), "b": (0, 5)}]   # the two ranks' shares: every element once
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        for (_, v, _), (_, u, _) in zip(params, other):
+            v[...] = u[...] = rng.standard_normal(v.shape)
+        whole.step()
+        for rank, piece in zip(ranks, pieces):
+            rank.step(piece)
+    for rank, piece in zip(ranks, pieces):
+        for name, (start, stop) in piece.items():
+            np.testing.assert_array_equal(rank.averaged()[name].reshape(-1)[start:stop],
+                                          whole.averaged()[name].reshape(-1)[start:stop])
+    np.testing.assert_array_equal(ranks[0].averaged()["b"], np.zeros(5))   # not its share: never averaged
+    again = optim.WeightAverage(make_params(), 0.9)
+    again.load_state_dict(whole.state_dict())
+    for name in SHAPES:
+        np.testing.assert_array_equal(again.averaged()[name], whole.averaged()[name])
+    with pytest.raises(ValueError, match="average/b"):
+        optim.WeightAverage(params[:1], 0.9).load_state_dict(whole.state_dict())
+
+
+@pytest.mark.parametrize("decay", [0, 1, -0.1, 1.5, float("nan")])
+def test_weight_average_refuses_a_decay_outside_0_1(decay):
+    with pytest.raises(ValueError, match="decay"):
+        optim.WeightAverage(make_params(), decay)

@@ -129,7 +129,8 @@ def mpi_missing():
 needs_mpi = pytest.mark.skipif(mpi_missing() is not None, reason=str(mpi_missing()))
 MPIEXEC = find_mpiexec()
 FLOAT64 = TINY_FLAGS + ["--train", "A.tsv", "--test", "B.tsv", "--dtype", "float64", "--layers", "2",
-                        "--dropout", "0.2", "--embed-dropout", "0.1", "--output-dropout", "0.1", "--eval-every", "10"]
+                        "--dropout", "0.2", "--embed-dropout", "0.1", "--output-dropout", "0.1", "--eval-every", "10",
+                        "--average-decay", "0.9"]
 
 
 def mpiexec(n, args, cwd):
@@ -170,6 +171,17 @@ def test_workers_and_mpiexec_train_the_model_one_process_trains_and_resume_with_
         assert other["test_exact_match"] == one["test_exact_match"]
     assert (tmp_path / "two" / "checkpoint.json").exists()
     assert (one["workers"], two["workers"], mixed["workers"]) == (1, 2, 1)
+    # the weight average, of which each rank kept its share, whole in every checkpoint
+    averages = {}
+    for name in ("one", "two", "mixed"):
+        manifest = json.loads((tmp_path / name / "checkpoint.json").read_text())
+        with np.load(tmp_path / name / manifest["optimizer"]) as z:
+            averages[name] = {k: z[k] for k in z.files if k.startswith("average/")}
+    assert averages["one"] and all(np.any(a != 0) for a in averages["one"].values())
+    for other in ("two", "mixed"):
+        assert sorted(averages[other]) == sorted(averages["one"])
+        for key, value in averages["one"].items():
+            np.testing.assert_allclose(averages[other][key], value, rtol=1e-6, atol=1e-12, err_msg=f"{other} {key}")
 
 
 @needs_mpi

@@ -285,3 +285,63 @@ def test_a_resumed_run_keeps_its_trained_output_bias(tmp_path):
     assert not np.array_equal(trained, prior)
     resumed = Trainer(config(tmp_path, out=str(tmp_path / "r"), steps=6), resume=True, log=lambda line: None)
     np.testing.assert_array_equal(resumed.model.decoder.out.b, trained)
+
+
+def checkpoint_arrays(folder, which):
+    return dict(np.load(folder / json.loads((folder / "checkpoint.json").read_text())[which]))
+
+
+def test_a_run_keeping_a_weight_average_resumes_to_the_same_bits(tmp_path):
+    """--average-decay: the average is part of the checkpoint (its optimizer file), so 6 steps then a resume to 12
+    end with the weights, Adam's moments and the average of 12 steps straight."""
+    straight = config(tmp_path, steps=12, eval_every=3, average_decay=0.9, out=str(tmp_path / "straight"))
+    Trainer(straight, log=lambda line: None).run()
+    halves = config(tmp_path, steps=6, eval_every=3, average_decay=0.9, out=str(tmp_path / "halves"))
+    Trainer(halves, log=lambda line: None).run()
+    Trainer(dataclasses.replace(halves, steps=12), resume=True, log=lambda line: None).run()
+    for which in ("weights", "optimizer"):
+        a, b = checkpoint_arrays(tmp_path / "straight", which), checkpoint_arrays(tmp_path / "halves", which)
+        assert sorted(a) == sorted(b) and any(k.startswith("average/") for k in a) == (which == "optimizer")
+        for key in a:
+            assert np.array_equal(a[key], b[key]), (which, key)
+    plain = config(tmp_path, steps=3, out=str(tmp_path / "straight"))          # resumed without an average
+    with pytest.raises(ValueError, match="holds a weight average"):
+        Trainer(dataclasses.replace(plain, average_decay=0.0), resume=True, log=lambda line: None)
+
+
+@pytest.mark.parametrize("average_wins", [True, False])
+def test_the_final_test_scores_the_weight_average_when_it_validates_best_and_translate_serves_it(tmp_path, monkeypatch,
+                                                                                              average_wins):
+    """The choice among the last, the best validated and the averaged weights is made on validation; a validator
+    that scores the averaged weights 1.0 (or 0.0) and any other 0.5 decides it here. The weights chosen are
+    the ones tested and the checkpoint's best (what translate loads); its weights stay the last ones."""
+    trainer = Trainer(config(tmp_path, steps=8, eval_every=4, average_decay=0.5, out=str(tmp_path / "r")),
+                      log=lambda line: None)
+    real_validate = Trainer.validate
+
+    def validate(self):
+        metrics = real_validate(self)
+        averaged = self.average.averaged()
+        is_average = all(np.array_equal(v, averaged[n]) for n, v, _ in self.model.named_parameters())
+        score = (1.0 if average_wins else 0.0) if is_average else 0.5
+        return {**metrics, "exact_match": score, "token_accuracy": score}
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    tested = {}
+    real_evaluate = ln.train.evaluate
+
+    def evaluate(model, *args, **kwargs):       # the weights of the last evaluation, the final test's
+        tested.update({name: value.copy() for name, value, _ in model.named_parameters()})
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(ln.train, "evaluate", evaluate)
+    metrics = trainer.run()
+    last = checkpoint_arrays(tmp_path / "r", "weights")
+    best = checkpoint_arrays(tmp_path / "r", "best")
+    averaged = trainer.average.averaged()
+    assert metrics["weights"] == ("average" if average_wins else "last")
+    assert metrics["valid_exact_match"] == (1.0 if average_wins else 0.5)
+    expected = averaged if average_wins else last
+    for name in averaged:
+        assert np.array_equal(best[name], expected[name]) and np.array_equal(tested[name], expected[name]), name
+    assert not all(np.array_equal(last[n], averaged[n]) for n in averaged)     # the two are different weights
