@@ -6,7 +6,8 @@ flags, --max-seconds S, 1 BLAS thread) in a subprocess and, at the same time in 
 common.TorchSeq2Seq with the same architecture (bidirectional nn.LSTM encoder of the same size, nn.LSTM decoder
 started from both directions' final states, Luong dot attention, the encoder's summary fed to every decoder step,
 the same embedding size and dropout; no peepholes, as the recipe) trained with Adam and a cosine decay over S on
-the same words, batches and clipping. Its learning rate is TORCH_LR, chosen on the words held out of the training file
+the same words, batches and clipping; with the recipe's --average-decay it averages its weights alike and keeps
+the average when it validates better (`last_or_average`). Its learning rate is TORCH_LR, chosen on the words held out of the training file
 (`--tune-torch` reruns that choice; never the test words). Both are scored on the 12,000 test words:
 
     WER = 1 - exact match (a word is right when the output equals any of its reference pronunciations)
@@ -55,7 +56,7 @@ TORCH = {"hidden_size": recipe_value("--hidden-size", 128, int), "embed_size": r
          "embed_dropout": recipe_value("--embed-dropout", 0.0, float),
          "output_dropout": recipe_value("--output-dropout", 0.0, float),
          "attention": "luong", "peeky": True, "bidirectional": True, "batch_size": recipe_value("--batch-size", 64, int),
-         "schedule": "cosine"}
+         "schedule": "cosine", "average_decay": recipe_value("--average-decay", 0.0, float)}
 # --tune-torch 600 with the recipe's earlier sizes (hidden 128, no dropout): validation exact match 72.5% (1e-3),
 # 72.8% (3e-3), 71.7% (1e-2); not rerun for hidden 256 with dropout 0.1
 TORCH_LR = 3e-3
@@ -77,15 +78,32 @@ def run_row(seconds, seed, workdir, with_torch, torch_lr):
     theirs = None
     if with_torch:
         model, steps, train_seconds = common.train_torch(data, seconds, lr=torch_lr, seed=seed, **TORCH)
-        theirs = {**error_rates(model, data, data.splits["test"]), "steps": steps, "train_seconds": train_seconds}
+        weights = last_or_average(model, data)
+        theirs = {**error_rates(model, data, data.splits["test"]), "steps": steps, "train_seconds": train_seconds,
+                  "weights": weights}
     m = common.finish_lstm_np(proc)
     if "failed" in m:
         return {"seconds": seconds, "lstm_np": m, "torch": theirs}
     ours = {"wer_beam": 1 - m["test_exact_match"], "per_beam": m["test_token_error_rate"], "steps": m["steps"],
-            "train_seconds": m["train_seconds"], "beam_size": m["beam_size"]}
+            "train_seconds": m["train_seconds"], "beam_size": m["beam_size"], "weights": m.get("weights", "last")}
     model, _, _, _ = load_model(m["out"])
     ours.update(error_rates(model, data, data.splits["test"]))          # greedy, as PyTorch's
     return {"seconds": seconds, "lstm_np": ours, "torch": theirs}
+
+
+def last_or_average(model, data):
+    """As `lstm-np train`'s final evaluation: the PyTorch model keeps its averaged weights (common.train_torch's
+    `averaged`, with the recipe's --average-decay) when they validate better than its last ones. -> which."""
+    averaged = getattr(model, "averaged", None)
+    if not averaged:
+        return "last"
+    last = {name: value.clone() for name, value in model.state_dict().items()}
+    last_score = 1 - error_rates(model, data, data.splits["valid"])["wer"]
+    model.load_state_dict({**last, **averaged})
+    if 1 - error_rates(model, data, data.splits["valid"])["wer"] > last_score:
+        return "average"
+    model.load_state_dict(last)
+    return "last"
 
 
 def tune_torch(seconds, seed):

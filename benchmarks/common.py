@@ -220,11 +220,13 @@ def torch_data(flags, seed=0):
 
 def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, peeky=False, reverse_source=False,
                 bidirectional=False, schedule="constant", clip=5.0, seed=0, clock=time.perf_counter, embed_size=64,
-                embed_dropout=0.0, output_dropout=0.0):
+                embed_dropout=0.0, output_dropout=0.0, average_decay=0.0):
     """Train TorchSeq2Seq for `seconds` of `clock` (wall clock; time.process_time gives the CPU time this
     process got, which another job's load does not shrink) on `data` (torch_data's) with Adam at `lr`
     (constant, or `schedule="cosine"`: lr·½(1 + cos(π·elapsed/seconds)), the decay spread over the budget) and
-    gradient clipping, in lstm_np's length-grouped batches. -> (model in eval mode, steps, seconds trained)."""
+    gradient clipping, in lstm_np's length-grouped batches. -> (model in eval mode, steps, seconds trained).
+    average_decay d > 0: also keep the bias-corrected moving average of the weights as `--average-decay` does
+    (a ← a + (1 - d)(p - a) after each step, â = a / (1 - d^t)), left in `model.averaged` {name: tensor}."""
     torch.manual_seed(seed)
     model = TorchSeq2Seq(len(data.src_vocab), len(data.tgt_vocab), embed_size=embed_size, hidden_size=hidden_size,
                          attention=attention, peeky=peeky, reverse_source=reverse_source, bidirectional=bidirectional,
@@ -233,6 +235,7 @@ def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, 
     rng = np.random.default_rng(seed)
     lengths = [len(x) for x in data.train_src]                      # what lstm_np's batching groups by
     order, pos, steps = [], 0, 0
+    average = {name: torch.zeros_like(p) for name, p in model.named_parameters()} if average_decay else None
     start = clock()
     while (elapsed := clock() - start) < seconds:
         if schedule == "cosine":
@@ -249,6 +252,12 @@ def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, 
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         steps += 1
+        if average is not None:
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    average[name].lerp_(p, 1 - average_decay)              # a ← a + (1 - d)(p - a)
+    if average is not None:
+        model.averaged = {name: a / (1 - average_decay ** steps) for name, a in average.items()} if steps else {}
     return model.eval(), steps, round(clock() - start, 1)
 
 

@@ -91,3 +91,28 @@ def test_bench_g2p_trains_lstm_np_with_make_g2ps_recipe_and_letters_in_phones_ou
     assert (torch_side["hidden_size"], torch_side["embed_size"], torch_side["batch_size"]) == \
         (args.hidden_size, args.embed_size, args.batch_size)
     assert (torch_side["embed_dropout"], torch_side["output_dropout"]) == (args.embed_dropout, args.output_dropout)
+    assert torch_side["average_decay"] == getattr(args, "average_decay", 0.0)      # its weight average too
+
+
+@needs_torch
+def test_the_pytorch_yardstick_averages_its_weights_as_average_decay_does(tmp_path):
+    """d = 0.25 after 2 steps: â = (0.25 p_1 + p_2) / 1.25, p_t the weights after step t (runs of 1 and of 2 steps from
+    the same seed, counted by a clock that ticks once per step)."""
+    from helpers import make_data
+    make_data(tmp_path)
+    common.load_torch()
+    data = common.torch_data(["--train", str(tmp_path / "A.tsv")])
+
+    def run(steps):
+        ticks = iter(range(10 ** 6))
+        model, done, _ = common.train_torch(data, steps + 1, lr=0.05, batch_size=8, hidden_size=8, embed_size=8,
+                                            clock=lambda: next(ticks), average_decay=0.25)
+        assert done == steps
+        return model
+
+    one, two = run(1), run(2)
+    for name, p2 in two.named_parameters():
+        p1 = dict(one.named_parameters())[name]
+        assert not np.allclose(p1.detach().numpy(), p2.detach().numpy()), name
+        np.testing.assert_allclose(two.averaged[name].numpy(), ((0.25 * p1 + p2) / 1.25).detach().numpy(), rtol=1e-6,
+                                   atol=1e-7, err_msg=name)
