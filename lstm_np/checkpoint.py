@@ -5,8 +5,9 @@ A checkpoint is a directory:
     config.json           model and training configuration (written once per run)
     src_vocab.json        source vocabulary      tgt_vocab.json   target vocabulary
     weights-<step>.npz    model parameters by name, for resuming (the last step saved)
-    optimizer-<step>.npz  optimizer moments and step count
-    best-<step>.npz       the parameters with the best validation score (what `translate` loads)
+    optimizer-<step>.npz  optimizer moments and step count (and the weight average's, with --average-decay)
+    best-<step>.npz       the parameters the final test chose on validation, until then the best validation
+                          point's (what `translate` loads)
     checkpoint.json       the manifest: which files are current, the step, RNG states, training state
 
 Atomic by construction: new array files get new names, then the manifest is replaced in one os.replace,

@@ -281,10 +281,10 @@ class Trainer:
                 signal.signal(sig, handler)
             s.train_seconds = base_seconds + time.perf_counter() - run_start
         self.save()
-        if self.stop_signal is not None:
-            return None
         if self.average is not None:
             self.gather_training_state()                   # the final evaluation reads the whole average
+        if self.stop_signal is not None:
+            return None
         if self.world.rank != 0:
             return {}
         with self.numerics("final evaluation", s.step):
@@ -365,7 +365,7 @@ class Trainer:
         if self.best_weights is not None and s.best_valid > score:
             chosen, score = "best", s.best_valid
         averaged = None
-        if self.average is not None:
+        if self.average is not None and self.average.step_count > 0:
             last_weights, averaged = self._weights(), self.average.averaged()
             assign_parameters(params, averaged, "averaged weights")
             m = self.validate()
@@ -385,9 +385,10 @@ class Trainer:
             self.save(with_best=True)
             assign_parameters(params, averaged, "averaged weights")
             self.log(f"using the averaged weights (exact match {score[0]:.4f})")
-        elif s.best_step != s.step:
+        elif s.best_step != s.step or not all(np.array_equal(self.best_weights[name], value)
+                                              for name, value, _ in params):
             # The last weights win: they become the checkpoint's best, so that `translate`, `serve` and a resumed
-            # run see the weights this final test scores.
+            # run see the weights this final test scores (also when the best of this step is an average).
             s.best_valid, s.best_step = score, s.step
             self.best_weights = self._weights()
             self.save(with_best=True)

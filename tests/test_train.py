@@ -318,12 +318,13 @@ def test_the_final_test_scores_the_weight_average_when_it_validates_best_and_tra
     trainer = Trainer(config(tmp_path, steps=8, eval_every=4, average_decay=0.5, out=str(tmp_path / "r")),
                       log=lambda line: None)
     real_validate = Trainer.validate
+    others = [0.5]                              # what any weights but the average score
 
     def validate(self):
         metrics = real_validate(self)
         averaged = self.average.averaged()
         is_average = all(np.array_equal(v, averaged[n]) for n, v, _ in self.model.named_parameters())
-        score = (1.0 if average_wins else 0.0) if is_average else 0.5
+        score = (1.0 if average_wins else 0.0) if is_average else others[0]
         return {**metrics, "exact_match": score, "token_accuracy": score}
 
     monkeypatch.setattr(Trainer, "validate", validate)
@@ -345,3 +346,10 @@ def test_the_final_test_scores_the_weight_average_when_it_validates_best_and_tra
     for name in averaged:
         assert np.array_equal(best[name], expected[name]) and np.array_equal(tested[name], expected[name]), name
     assert not all(np.array_equal(last[n], averaged[n]) for n in averaged)     # the two are different weights
+    if average_wins:            # the run resumed at its last step, where the last weights now validate as well
+        others[0] = 1.0
+        again = Trainer(config(tmp_path, steps=8, eval_every=4, average_decay=0.5, out=str(tmp_path / "r")),
+                        resume=True, log=lambda line: None).run()
+        assert again["weights"] == "last"
+        best = checkpoint_arrays(tmp_path / "r", "best")
+        assert all(np.array_equal(best[n], last[n]) for n in last)
