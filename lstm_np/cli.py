@@ -138,6 +138,9 @@ def add_train_options(t, for_sweep=False):
                         f"--steps nor --epochs]")
     if not for_sweep:
         add(g, "--seed", type=nonneg_int, help=f"seed of weights, data order and dropout [{d.seed}]")
+    add(g, "--split-seed", type=nonneg_int,
+                   help="seed of the validation words held out of --train, alone [--seed]: models to be ensembled "
+                        "(lstm-np evaluate) share one")
     add(g, "--eval-every", type=positive_int,
                    help="validate and checkpoint every N steps [each tenth of --max-seconds; else every 250]")
     add(g, "--valid-size", type=positive_int,

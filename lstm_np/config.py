@@ -62,6 +62,7 @@ class TrainConfig:
     stop_at: float = None         # stop at the first validation point whose exact match reaches this
     # bookkeeping
     seed: int = 0                 # seeds the weights, the data order, dropout and held-out splits
+    split_seed: int = None        # seeds the held-out split alone; None: `seed` (an ensemble's members share one)
     eval_every: int = None        # validate and checkpoint every N steps; None: a tenth of --max-seconds, else 250
     valid_size: int = 500         # held-out pairs validated during training (the first ones of the split)
     log_every: int = 50           # one log line every N steps

@@ -63,7 +63,7 @@ def load_data(cfg):
         valid = read_tsv(cfg.valid)
     else:  # hold out whole sources, so no source is in both
         sources = sorted({s for s, _ in train})
-        rng = np.random.default_rng(cfg.seed)
+        rng = np.random.default_rng(cfg.seed if cfg.split_seed is None else cfg.split_seed)
         n = max(1, min(int(len(sources) * cfg.valid_fraction), 2000))
         held = set(rng.permutation(len(sources))[:n].tolist()) if len(sources) > 1 else set()
         held_src = {sources[i] for i in held}
