@@ -4,6 +4,7 @@ run_folder.py, sweep.py, serve.py) called, one-line errors and exit statuses out
     lstm-np train --task NAME [options]            a built-in toy task
     lstm-np train --train A.tsv [--valid B.tsv] [--test C.tsv] [options]
     lstm-np translate --checkpoint DIR "source text" ...     (or one source per line on standard input)
+    lstm-np evaluate --checkpoint DIR [--checkpoint DIR ...] (--test FILE | --held-out) [--beam-size K]
     lstm-np tasks
     lstm-np sweep [train options] --grid KEY=V1,V2 --seeds N --out DIR    (sweep.py)
     lstm-np serve --checkpoint DIR [--host 127.0.0.1] [--port 8000]    the explorer page (serve.py)
@@ -25,14 +26,15 @@ from . import parallel, sweep, workers
 from . import tasks as task_lib
 from .attention import ATTENTIONS
 from .cell import PEEPHOLE_INITS, PEEPHOLES
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, write_json
 from .config import DEFAULT_MAX_SECONDS, TrainConfig, data_name, new_run_config, with_a_limit
-from .data import DataError, pad_batch
-from .evaluate import encode_source, translate_all
-from .run_folder import holds_run, load_model, output_limit, remove_run, saved_train_options, trained_max_len
+from .data import DataError, pad_batch, read_tsv
+from .ensemble import load_ensemble, shared_split
+from .evaluate import encode_source, evaluate, translate_all
+from .run_folder import holds_run, output_limit, remove_run, saved_train_options
 from .seq2seq import OUTPUT_BIAS_INITS
 from .serve import DEFAULT_MAX_SOURCE_LEN, Explorer, serve
-from .train import Trainer, TrainingError
+from .train import Trainer, TrainingError, load_data
 
 RUN_CONTROL = {"steps", "epochs", "max_seconds", "stop_at", "metrics_out", "beam_size", "eval_every", "log_every", "out"}
 DATA_FILES = set(sweep.DATA_FILES)
@@ -168,8 +170,10 @@ def build_parser():
     t.add_argument("--workers", type=positive_int, help="processes training the model together, each on a share "
                    "of every batch (MPI: parallel.py; pip install \"lstm_np[mpi]\") [1]")
 
-    tr = sub.add_parser("translate", help="translate with a trained checkpoint")
-    tr.add_argument("--checkpoint", metavar="DIR", required=True, help="a directory written by 'lstm-np train'")
+    tr = sub.add_parser("translate", help="translate with a trained checkpoint (or an ensemble of them)")
+    tr.add_argument("--checkpoint", metavar="DIR", required=True, action="append",
+                    help="a directory written by 'lstm-np train', or a folder of such runs; repeated or a folder "
+                         "of runs: their ensemble (ensemble.py)")
     tr.add_argument("--beam-size", type=positive_int, default=1, help="beam width [1: greedy]")
     tr.add_argument("--max-len", type=positive_int, default=None,
                     help="longest output [the training data's limit, or 2 x the source length + 10 if longer]")
@@ -178,6 +182,21 @@ def build_parser():
                     help="print 'source<TAB>translation' lines (the TSV format of --train) instead of translations")
     add_threads_flag(tr)
     tr.add_argument("text", nargs="*", help="source texts [one per line on standard input]")
+
+    ev = sub.add_parser("evaluate", help="score a trained checkpoint (or an ensemble of them) on a TSV file",
+                        description="Exact match (1 - WER for G2P), token accuracy, token error rate (PER/CER), "
+                                    "BLEU and chrF of a checkpoint's best weights, or of several checkpoints' "
+                                    "ensemble, as `lstm-np train` scores its final test.")
+    ev.add_argument("--checkpoint", metavar="DIR", required=True, action="append",
+                    help="a directory written by 'lstm-np train', or a folder of such runs; repeated or a folder "
+                         "of runs: their ensemble")
+    which = ev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--test", metavar="FILE", help="source<TAB>target pairs to score")
+    which.add_argument("--held-out", action="store_true",
+                       help="the validation pairs the run(s) held out and validated on (their --valid-size first)")
+    ev.add_argument("--beam-size", type=positive_int, default=1, help="beam width [1: greedy]")
+    ev.add_argument("--metrics-out", metavar="FILE.json", help="also write the metrics as JSON")
+    add_threads_flag(ev)
 
     sub.add_parser("tasks", help="list the built-in tasks with an example each")
 
@@ -277,14 +296,15 @@ def cmd_train(args):
 
 
 def cmd_translate(args):
-    model, src_vocab, tgt_vocab, _ = load_model(args.checkpoint, which="best")
+    model, src_vocab, tgt_vocab, trained_limit, folders = load_ensemble(args.checkpoint)
+    if args.plot_attention and len(folders) > 1:
+        raise UsageError("--plot-attention shows one model's attention: give one --checkpoint run")
     if args.plot_attention and model.attention is None:
         raise UsageError("--plot-attention needs a model trained with --attention (this one has none)")
     texts = args.text if args.text else [line.rstrip("\r\n") for line in sys.stdin]
     if not texts:
         return 0
-    max_len = args.max_len or output_limit(max(len(src_vocab.encode(t)) for t in texts),
-                                           trained_max_len(args.checkpoint))
+    max_len = args.max_len or output_limit(max(len(src_vocab.encode(t)) for t in texts), trained_limit)
     for n, text in enumerate(texts, start=1):
         warn_unknown(n, text, src_vocab)
     sources = [encode_source(src_vocab, t) for t in texts]
@@ -313,6 +333,35 @@ def warn_unknown(n, text, vocab, shown=20):
     short = text if len(text) <= 40 else text[:37] + "..."
     print(f"lstm-np: warning: source {n} {short!r}: {unit} not in the model's vocabulary, read as <unk>: {listed}",
           file=sys.stderr)
+
+
+def cmd_evaluate(args):
+    model, src_vocab, tgt_vocab, trained_limit, folders = load_ensemble(args.checkpoint)
+    if args.held_out:
+        cfg = TrainConfig.saved(shared_split(folders))
+        pairs = load_data(cfg)[0]["valid"][:cfg.valid_size]
+        where = f"the {len(pairs)} validation pairs held out of {cfg.train or 'task ' + str(cfg.task)}"
+    else:
+        pairs = read_tsv(os.path.abspath(args.test))
+        where = args.test
+    if not pairs:
+        raise UsageError(f"{where}: no pairs to score")
+    longest = max(len(src_vocab.encode(s)) for s, _ in pairs)
+    metrics, _ = evaluate(model, src_vocab, tgt_vocab, pairs, output_limit(longest, trained_limit), args.beam_size,
+                          with_bleu=True)
+    result = {"test_exact_match": metrics["exact_match"], "test_token_accuracy": metrics["token_accuracy"],
+              "test_token_error_rate": metrics["token_error_rate"], "test_bleu": metrics["bleu"],
+              "test_chrf": metrics["chrf"], "test_examples": metrics["examples"],
+              "test_set": "held-out" if args.held_out else os.path.abspath(args.test),
+              "beam_size": args.beam_size, "checkpoints": [os.path.abspath(f) for f in folders]}
+    print(f"{len(folders)} model{'s' if len(folders) > 1 else ''} ({', '.join(folders)}) on {where}, beam "
+          f"{args.beam_size}: exact match {result['test_exact_match']:.4f} | token accuracy "
+          f"{result['test_token_accuracy']:.4f} | token error rate {result['test_token_error_rate']:.4f} | BLEU "
+          f"{result['test_bleu']:.2f} | chrF {result['test_chrf']:.2f} | {result['test_examples']} sources")
+    if args.metrics_out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.metrics_out)), exist_ok=True)
+        write_json(args.metrics_out, result)
+    return 0
 
 
 def cmd_tasks(args):
@@ -402,8 +451,8 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 2
-        command = {"train": cmd_train, "translate": cmd_translate, "tasks": cmd_tasks, "sweep": cmd_sweep,
-                   "serve": cmd_serve}[args.command]
+        command = {"train": cmd_train, "translate": cmd_translate, "evaluate": cmd_evaluate, "tasks": cmd_tasks,
+                   "sweep": cmd_sweep, "serve": cmd_serve}[args.command]
         with threadpool_limits(limits=getattr(args, "threads", None), user_api="blas"):
             status = command(args)
         sys.stdout.flush()   # here, where a closed pipe is caught below, rather than at interpreter exit
