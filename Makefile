@@ -46,24 +46,35 @@ train: $(STAMP)
 
 # English pronunciation (CMUdict G2P, data/README.md): the README's recipe for G2P_SECONDS of training on the
 # training words (5% of them, at most 2000, held out for validation), scored on the 12,000 test words; then test
-# WER and PER and the pronunciations of words a user might type. Checkpoint in runs/g2p/, metrics in runs/g2p.json.
-# G2P_WORKERS: processes training the model together (docs/design.md §9), every core when the MPI extra is
-# installed (`make test` installs it), else 1.
+# WER and PER and the pronunciations of words a user might type. The recipe trains G2P_MODELS models at once, one
+# per core (seeds 0, 1, ..., the same held-out words), and tests their ensemble (ensemble.py): checkpoints in
+# runs/g2p/model-<seed>/ (model 0's log on the terminal, the others' beside them), metrics in runs/g2p.json.
 G2P_SECONDS ?= 3600
 G2P_THREADS ?= 1
-G2P_WORKERS ?= $(shell $(PY) -c "import importlib.util as u, os; print(os.cpu_count() if u.find_spec('mpi4py') else 1)" 2>/dev/null || echo 1)
+G2P_TRAIN   ?= data/cmudict-g2p-train.tsv
+G2P_TEST    ?= data/cmudict-g2p-test.tsv
+G2P_MODELS  ?= $(shell $(PY) -c "import os; print(os.cpu_count())" 2>/dev/null || echo 1)
 G2P_RECIPE  := --src-tokens char --tgt-tokens word --bidirectional --attention luong --peephole none \
-               --hidden-size 256 --embed-size 64 --embed-dropout 0.1 --output-dropout 0.1 --batch-size 64 --lr 1e-2 \
-               --valid-size 2000 --beam-size 5
+               --hidden-size 256 --embed-size 64 --embed-dropout 0.2 --output-dropout 0.3 --average-decay 0.999 \
+               --batch-size 64 --lr 1e-2 --valid-size 2000 --beam-size 5
 G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
 
 g2p: $(STAMP)
-	@echo "training on $(G2P_WORKERS) worker process(es), $(G2P_THREADS) BLAS thread(s) each$(if $(filter 1,$(G2P_WORKERS)), (pip install \"lstm_np[mpi]\" to use every core),)"
-	$(PY) -m lstm_np train --train data/cmudict-g2p-train.tsv --test data/cmudict-g2p-test.tsv $(G2P_RECIPE) \
-		--max-seconds $(G2P_SECONDS) --threads $(G2P_THREADS) --workers $(G2P_WORKERS) --out runs/g2p --overwrite \
-		--metrics-out runs/g2p.json
-	@$(PY) -c "import json; m = json.load(open('runs/g2p.json')); print(f\"test WER {100 * (1 - m['test_exact_match']):.2f}% | PER {100 * m['test_token_error_rate']:.2f}% | {m['test_examples']} words, beam {m['beam_size']}, {m['steps']} steps in {m['train_seconds']:.0f} s, {m['workers']} worker(s) x {$(G2P_THREADS)} BLAS thread(s)\")"
-	@echo "pronunciations (word, then the model's phones):"
+	@echo "training $(G2P_MODELS) model(s) at once for $(G2P_SECONDS) s, one per core, $(G2P_THREADS) BLAS thread(s) each; then their ensemble is tested"
+	@rm -rf runs/g2p runs/g2p.json && mkdir -p runs/g2p
+	@pids=""; trap 'kill $$pids 2>/dev/null; wait' INT TERM; \
+	for i in $$(seq 0 $$(($(G2P_MODELS) - 1))); do \
+		set -- $(PY) -m lstm_np train --train $(G2P_TRAIN) $(G2P_RECIPE) --max-seconds $(G2P_SECONDS) \
+			--threads $(G2P_THREADS) --seed $$i --split-seed 0 --out runs/g2p/model-$$i \
+			--metrics-out runs/g2p/model-$$i.json; \
+		if [ $$i = 0 ]; then "$$@" & else "$$@" > runs/g2p/model-$$i.log 2>&1 & fi; pids="$$pids $$!"; \
+	done; status=0; for p in $$pids; do wait $$p || status=$$?; done; exit $$status
+	@echo "the ensemble on the held-out words (greedy, as each model validated):"
+	$(PY) -m lstm_np evaluate --checkpoint runs/g2p --held-out --threads $(G2P_MODELS)
+	$(PY) -m lstm_np evaluate --checkpoint runs/g2p --test $(G2P_TEST) --beam-size 5 \
+		--threads $(G2P_MODELS) --metrics-out runs/g2p.json
+	@$(PY) -c "import json; m = json.load(open('runs/g2p.json')); runs = [json.load(open(f'runs/g2p/model-{i}.json')) for i in range(len(m['checkpoints']))]; print(f\"test WER {100 * (1 - m['test_exact_match']):.2f}% | PER {100 * m['test_token_error_rate']:.2f}% | {m['test_examples']} words, beam {m['beam_size']}, an ensemble of {len(runs)} model(s): {', '.join(str(r['steps']) for r in runs)} steps in {', '.join(format(r['train_seconds'], '.0f') for r in runs)} s, each on its own core with $(G2P_THREADS) BLAS thread(s)\")"
+	@echo "pronunciations (word, then the ensemble's phones):"
 	@$(PY) -m lstm_np translate --checkpoint runs/g2p --beam-size 5 --with-source $(G2P_WORDS)
 
 gradcheck: $(STAMP)

@@ -346,9 +346,9 @@ def cmd_evaluate(args):
         where = args.test
     if not pairs:
         raise UsageError(f"{where}: no pairs to score")
-    longest = max(len(src_vocab.encode(s)) for s, _ in pairs)
-    metrics, _ = evaluate(model, src_vocab, tgt_vocab, pairs, output_limit(longest, trained_limit), args.beam_size,
-                          with_bleu=True)
+    # the output limit the runs' final tests decoded with; without one, the sources' own
+    limit = trained_limit or output_limit(max(len(src_vocab.encode(s)) for s, _ in pairs))
+    metrics, _ = evaluate(model, src_vocab, tgt_vocab, pairs, limit, args.beam_size, with_bleu=True)
     result = {"test_exact_match": metrics["exact_match"], "test_token_accuracy": metrics["token_accuracy"],
               "test_token_error_rate": metrics["token_error_rate"], "test_bleu": metrics["bleu"],
               "test_chrf": metrics["chrf"], "test_examples": metrics["examples"],

@@ -50,6 +50,7 @@ class Ensemble:
         self.config = {key: first[key] for key in ("src_vocab_size", "tgt_vocab_size", "num_layers")}
         self.attention = None                     # no single attention to show (translate --plot-attention)
         self.decoder = _Decoders(models)
+        self.decoder.sizes = [m.config["hidden_size"] * (2 if m.config["bidirectional"] else 1) for m in models]
 
     def encode(self, src):
         """src (B, S) -> keys (B, S, ΣHd), h0, c0 (L, B, ΣHd), mask (B, S), summary (B, ΣHd): every member's,
@@ -58,7 +59,6 @@ class Ensemble:
         mask = parts[0][3]
         if any(not np.array_equal(p[3], mask) for p in parts[1:]):
             raise ValueError("the models mask the source differently")
-        self.decoder.sizes = [p[0].shape[2] for p in parts]
         return (np.concatenate([p[0] for p in parts], axis=2), np.concatenate([p[1] for p in parts], axis=2),
                 np.concatenate([p[2] for p in parts], axis=2), mask, np.concatenate([p[4] for p in parts], axis=1))
 
@@ -144,8 +144,9 @@ def shared_split(folders):
     for folder in folders:
         saved = saved_train_options(folder)
         split_seed = saved.get("split_seed")
-        options.append({**{k: saved.get(k) for k in keys}, "split": saved.get("seed") if split_seed is None
-                        else split_seed})
+        drawn = saved.get("task") is None and saved.get("valid") is None   # else the seed draws no split
+        options.append({**{k: saved.get(k) for k in keys},
+                        "split": (saved.get("seed") if split_seed is None else split_seed) if drawn else None})
     for folder, o in zip(folders[1:], options[1:]):
         if o != options[0]:
             raise CheckpointError(f"{folder}: holds out other validation words than {folders[0]} (train with the "

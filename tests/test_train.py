@@ -355,14 +355,11 @@ def test_the_final_test_scores_the_weight_average_when_it_validates_best_and_tra
         assert all(np.array_equal(best[n], last[n]) for n in last)
 
 
-def test_split_seed_alone_decides_the_held_out_words():
+def test_split_seed_alone_decides_the_held_out_words(tmp_path):
     """Models of an ensemble differ in --seed and share --split-seed: the same validation words, none trained on."""
-    import pathlib
-    import tempfile
     from lstm_np.train import load_data
-    folder = pathlib.Path(tempfile.mkdtemp())
     split = {}
     for seed, split_seed in ((0, None), (1, None), (1, 0)):
-        splits, _ = load_data(config(folder, seed=seed, split_seed=split_seed))
+        splits, _ = load_data(config(tmp_path, seed=seed, split_seed=split_seed))
         split[seed, split_seed] = sorted(splits["valid"])
     assert split[1, 0] == split[0, None] != split[1, None]
