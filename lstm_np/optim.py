@@ -97,6 +97,25 @@ def _check_lr_scale(lr_scale, params):
     return scales
 
 
+def _restore(buffers, step_key, state, owner):
+    """Copy `state` ({key: array}, as a state_dict() wrote it) into `buffers` ({key: array}) and -> its step
+    count (entry `step_key`). ValueError naming the first mismatch, before anything is copied: `state` must
+    hold exactly those keys and `step_key`, each buffer's shape, and a step that is an integer scalar >= 0."""
+    expected, given = set(buffers) | {step_key}, set(state.keys())
+    if given != expected:
+        raise ValueError(f"state dict does not match {owner}: missing {sorted(expected - given)[:5]}, "
+                         f"unexpected {sorted(given - expected)[:5]}")
+    step = np.asarray(state[step_key])
+    if step.shape != () or not np.issubdtype(step.dtype, np.integer) or step < 0:
+        raise ValueError(f"state dict entry {step_key!r} must be an integer scalar >= 0, got {step!r}")
+    for key, buf in buffers.items():
+        if np.shape(state[key]) != buf.shape:
+            raise ValueError(f"state dict entry {key!r} has shape {np.shape(state[key])}, expected {buf.shape}")
+    for key, buf in buffers.items():
+        buf[...] = state[key]
+    return int(step)
+
+
 class _Optimizer:
     """Shared plumbing: the parameter list, a validated `lr` and per-parameter `lr_scale`, the step loop
     (block by block), zero_grad, and state_dict I/O.
@@ -184,19 +203,7 @@ class _Optimizer:
 
     def load_state_dict(self, state):
         """Restore what state_dict() returned (or np.load of it); the keys and shapes must match exactly."""
-        expected, given = set(self.state_dict()), set(state.keys())
-        if given != expected:
-            raise ValueError(f"state dict does not match the optimizer: missing {sorted(expected - given)}, "
-                             f"unexpected {sorted(given - expected)}")
-        step = np.asarray(state["step"])
-        if step.shape != () or not np.issubdtype(step.dtype, np.integer) or step < 0:
-            raise ValueError(f"state dict entry 'step' must be an integer scalar >= 0, got {step!r}")
-        for key, buf in self._state.items():
-            if np.shape(state[key]) != buf.shape:
-                raise ValueError(f"state dict entry {key!r} has shape {np.shape(state[key])}, expected {buf.shape}")
-        self.step_count = int(step)
-        for key, buf in self._state.items():
-            buf[...] = state[key]
+        self.step_count = _restore(self._state, "step", state, "the optimizer")
 
 
 class Adam(_Optimizer):
@@ -376,19 +383,7 @@ class WeightAverage:
 
     def load_state_dict(self, state):
         """Restore what state_dict() returned; the keys and shapes must match exactly."""
-        expected, given = set(self.state_dict()), set(state.keys())
-        if given != expected:
-            raise ValueError(f"weight average state does not match the model: missing {sorted(expected - given)[:5]}, "
-                             f"unexpected {sorted(given - expected)[:5]}")
-        step = np.asarray(state["average_step"])
-        if step.shape != () or not np.issubdtype(step.dtype, np.integer) or step < 0:
-            raise ValueError(f"weight average entry 'average_step' must be an integer scalar >= 0, got {step!r}")
-        for key, buf in self._state.items():
-            if np.shape(state[key]) != buf.shape:
-                raise ValueError(f"weight average entry {key!r} has shape {np.shape(state[key])}, expected {buf.shape}")
-        self.step_count = int(step)
-        for key, buf in self._state.items():
-            buf[...] = state[key]
+        self.step_count = _restore(self._state, "average_step", state, "the weight average")
 
 
 def sum_of_squares(grads):
