@@ -29,7 +29,7 @@ from .cell import PEEPHOLE_INITS, PEEPHOLES
 from .checkpoint import CheckpointError, write_json
 from .config import DEFAULT_MAX_SECONDS, TrainConfig, data_name, new_run_config, with_a_limit
 from .data import DataError, pad_batch, read_tsv
-from .ensemble import load_ensemble, shared_split
+from .ensemble import ensemble_folders, load_ensemble, shared_split
 from .evaluate import encode_source, evaluate, translate_all
 from .run_folder import holds_run, output_limit, remove_run, saved_train_options
 from .seq2seq import OUTPUT_BIAS_INITS
@@ -432,6 +432,10 @@ def print_sweep_summary(folder, threshold, plot=None, run_ids=None):
 
 
 def cmd_serve(args):
+    if not holds_run(args.checkpoint) and os.path.isdir(args.checkpoint):
+        runs = ensemble_folders([args.checkpoint])       # a folder of runs (make g2p's): name one of them
+        raise UsageError(f"{args.checkpoint} holds {len(runs)} runs; the explorer shows one model: --checkpoint "
+                         f"{runs[0]}")
     explorer = Explorer.from_checkpoint(args.checkpoint, max_source_len=args.max_source_len)
     return serve(explorer, args.host, args.port)
 

@@ -112,6 +112,8 @@ def test_runs_that_cannot_be_ensembled_are_one_line_errors(tmp_path):
                    "--plot-attention shows one model")
     one_line_error(cli(["translate", "--checkpoint", "nowhere", "abc"], tmp_path), "nowhere",
                    "neither a run written by 'lstm-np train' nor a folder of such runs")
+    one_line_error(cli(["serve", "--checkpoint", "ens", "--port", "0"], tmp_path), "ens holds 2 runs",
+                   "--checkpoint ens/model-0")
     train_members(tmp_path, seeds=(2,), split_seed=5, folder="other")      # other validation words
     shutil.copytree(tmp_path / "other" / "model-2", tmp_path / "ens" / "model-2")
     one_line_error(cli(["evaluate", "--checkpoint", "ens", "--held-out"], tmp_path), "holds out other validation words")
