@@ -53,7 +53,7 @@ G2P_SECONDS ?= 3600
 G2P_THREADS ?= 1
 G2P_TRAIN   ?= data/cmudict-g2p-train.tsv
 G2P_TEST    ?= data/cmudict-g2p-test.tsv
-G2P_MODELS  ?= $(shell $(PY) -c "import os; print(os.cpu_count())" 2>/dev/null || echo 1)
+G2P_MODELS  ?= $(shell $(PY) -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)" 2>/dev/null || echo 1)
 G2P_RECIPE  := --src-tokens char --tgt-tokens word --bidirectional --attention luong --peephole none \
                --hidden-size 256 --embed-size 64 --embed-dropout 0.2 --output-dropout 0.3 --average-decay 0.999 \
                --batch-size 64 --lr 1e-2 --valid-size 2000 --beam-size 5
@@ -61,16 +61,19 @@ G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
 
 g2p: $(STAMP)
 	@echo "training $(G2P_MODELS) model(s) at once for $(G2P_SECONDS) s, one per core, $(G2P_THREADS) BLAS thread(s) each; then their ensemble is tested"
-	@rm -rf runs/g2p runs/g2p.json && mkdir -p runs/g2p
+	@rm -rf runs/g2p runs/g2p.json runs/g2p-held-out.json && mkdir -p runs/g2p
 	@pids=""; trap 'kill $$pids 2>/dev/null; wait' INT TERM; \
 	for i in $$(seq 0 $$(($(G2P_MODELS) - 1))); do \
 		set -- $(PY) -m lstm_np train --train $(G2P_TRAIN) $(G2P_RECIPE) --max-seconds $(G2P_SECONDS) \
 			--threads $(G2P_THREADS) --seed $$i --split-seed 0 --out runs/g2p/model-$$i \
 			--metrics-out runs/g2p/model-$$i.json; \
 		if [ $$i = 0 ]; then "$$@" & else "$$@" > runs/g2p/model-$$i.log 2>&1 & fi; pids="$$pids $$!"; \
-	done; status=0; for p in $$pids; do wait $$p || status=$$?; done; exit $$status
+	done; status=0; i=0; for p in $$pids; do \
+		wait $$p || { status=$$?; [ $$i = 0 ] || { echo "model $$i failed; the end of runs/g2p/model-$$i.log:" >&2; \
+			tail -n 5 runs/g2p/model-$$i.log >&2; }; }; i=$$((i + 1)); \
+	done; exit $$status
 	@echo "the ensemble on the held-out words (greedy, as each model validated):"
-	$(PY) -m lstm_np evaluate --checkpoint runs/g2p --held-out --threads $(G2P_MODELS)
+	$(PY) -m lstm_np evaluate --checkpoint runs/g2p --held-out --threads $(G2P_MODELS) --metrics-out runs/g2p-held-out.json
 	$(PY) -m lstm_np evaluate --checkpoint runs/g2p --test $(G2P_TEST) --beam-size 5 \
 		--threads $(G2P_MODELS) --metrics-out runs/g2p.json
 	@$(PY) -c "import json; m = json.load(open('runs/g2p.json')); runs = [json.load(open(f'runs/g2p/model-{i}.json')) for i in range(len(m['checkpoints']))]; print(f\"test WER {100 * (1 - m['test_exact_match']):.2f}% | PER {100 * m['test_token_error_rate']:.2f}% | {m['test_examples']} words, beam {m['beam_size']}, an ensemble of {len(runs)} model(s): {', '.join(str(r['steps']) for r in runs)} steps in {', '.join(format(r['train_seconds'], '.0f') for r in runs)} s, each on its own core with $(G2P_THREADS) BLAS thread(s)\")"

@@ -14,7 +14,8 @@ the average when it validates better (`last_or_average`). Its learning rate is T
     PER = edit distance to the closest reference over its length, summed over the words
 
 with greedy decoding for both (the `ours/torch` ratio is PyTorch's WER over lstm_np's: > 1 means lstm_np is
-ahead), and lstm_np's recipe also with its beam of 5, the figure `make g2p` prints.
+ahead), and lstm_np's recipe also with its beam of 5. Each side is one model on one core; `make g2p` trains one
+such model per core and scores their ensemble, so its figure is lower than this table's.
 
     python benchmarks/bench_g2p.py                    # 10 and 30 minutes (about 45 minutes in all)
     python benchmarks/bench_g2p.py --budgets 600      # one row

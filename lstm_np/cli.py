@@ -14,6 +14,7 @@ run, 4 when a --workers process died (workers.py), 130/143 after SIGINT/SIGTERM 
 first). A closed standard output (`| head`) ends the command quietly with status 141, as SIGPIPE would.
 """
 import argparse
+import dataclasses
 import math
 import os
 import platform
@@ -30,11 +31,11 @@ from .checkpoint import CheckpointError, write_json
 from .config import DEFAULT_MAX_SECONDS, TrainConfig, data_name, new_run_config, with_a_limit
 from .data import DataError, pad_batch, read_tsv
 from .ensemble import ensemble_folders, load_ensemble, shared_split
-from .evaluate import encode_source, evaluate, translate_all
+from .evaluate import as_test_metrics, encode_source, evaluate, translate_all
 from .run_folder import holds_run, output_limit, remove_run, saved_train_options
 from .seq2seq import OUTPUT_BIAS_INITS
 from .serve import DEFAULT_MAX_SOURCE_LEN, Explorer, serve
-from .train import Trainer, TrainingError, load_data
+from .train import Trainer, TrainingError, load_data, validation_pairs
 
 RUN_CONTROL = {"steps", "epochs", "max_seconds", "stop_at", "metrics_out", "beam_size", "eval_every", "log_every", "out"}
 DATA_FILES = set(sweep.DATA_FILES)
@@ -338,9 +339,10 @@ def warn_unknown(n, text, vocab, shown=20):
 def cmd_evaluate(args):
     model, src_vocab, tgt_vocab, trained_limit, folders = load_ensemble(args.checkpoint)
     if args.held_out:
-        cfg = TrainConfig.saved(shared_split(folders))
-        pairs = load_data(cfg)[0]["valid"][:cfg.valid_size]
-        where = f"the {len(pairs)} validation pairs held out of {cfg.train or 'task ' + str(cfg.task)}"
+        cfg = dataclasses.replace(TrainConfig.saved(shared_split(folders)), test=None)   # the test file unread
+        pairs = validation_pairs(cfg, load_data(cfg)[0])
+        where = (f"the {len(pairs)} validation pairs " + (f"of {cfg.valid}" if cfg.valid else
+                 f"held out of {cfg.train}" if cfg.task is None else f"of task {cfg.task}"))
     else:
         pairs = read_tsv(os.path.abspath(args.test))
         where = args.test
@@ -349,15 +351,11 @@ def cmd_evaluate(args):
     # the output limit the runs' final tests decoded with; without one, the sources' own
     limit = trained_limit or output_limit(max(len(src_vocab.encode(s)) for s, _ in pairs))
     metrics, _ = evaluate(model, src_vocab, tgt_vocab, pairs, limit, args.beam_size, with_bleu=True)
-    result = {"test_exact_match": metrics["exact_match"], "test_token_accuracy": metrics["token_accuracy"],
-              "test_token_error_rate": metrics["token_error_rate"], "test_bleu": metrics["bleu"],
-              "test_chrf": metrics["chrf"], "test_examples": metrics["examples"],
-              "test_set": "held-out" if args.held_out else os.path.abspath(args.test),
-              "beam_size": args.beam_size, "checkpoints": [os.path.abspath(f) for f in folders]}
+    result, line = as_test_metrics(metrics)
+    result.update({"test_set": "held-out" if args.held_out else os.path.abspath(args.test),
+                   "beam_size": args.beam_size, "checkpoints": [os.path.abspath(f) for f in folders]})
     print(f"{len(folders)} model{'s' if len(folders) > 1 else ''} ({', '.join(folders)}) on {where}, beam "
-          f"{args.beam_size}: exact match {result['test_exact_match']:.4f} | token accuracy "
-          f"{result['test_token_accuracy']:.4f} | token error rate {result['test_token_error_rate']:.4f} | BLEU "
-          f"{result['test_bleu']:.2f} | chrF {result['test_chrf']:.2f} | {result['test_examples']} sources")
+          f"{args.beam_size}: {line}")
     if args.metrics_out:
         os.makedirs(os.path.dirname(os.path.abspath(args.metrics_out)), exist_ok=True)
         write_json(args.metrics_out, result)
@@ -432,11 +430,14 @@ def print_sweep_summary(folder, threshold, plot=None, run_ids=None):
 
 
 def cmd_serve(args):
-    if not holds_run(args.checkpoint) and os.path.isdir(args.checkpoint):
-        runs = ensemble_folders([args.checkpoint])       # a folder of runs (make g2p's): name one of them
-        raise UsageError(f"{args.checkpoint} holds {len(runs)} runs; the explorer shows one model: --checkpoint "
-                         f"{runs[0]}")
-    explorer = Explorer.from_checkpoint(args.checkpoint, max_source_len=args.max_source_len)
+    folder = args.checkpoint
+    if not holds_run(folder) and os.path.isdir(folder):
+        runs = ensemble_folders([folder])                # a folder of runs (make g2p's): serve one of them
+        if len(runs) > 1:
+            raise UsageError(f"{folder} holds {len(runs)} runs; the explorer shows one model: --checkpoint "
+                             f"{runs[0]}")
+        folder = runs[0]
+    explorer = Explorer.from_checkpoint(folder, max_source_len=args.max_source_len)
     return serve(explorer, args.host, args.port)
 
 

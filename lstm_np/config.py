@@ -81,6 +81,13 @@ class TrainConfig:
         """(source, target) token units: each side's own setting, else `tokens`."""
         return self.src_tokens or self.tokens, self.tgt_tokens or self.tokens
 
+    def held_out_seed(self):
+        """The seed that draws the held-out validation sources out of --train: split_seed, else seed; None
+        when no split is drawn (a built-in task's splits, or --valid FILE)."""
+        if self.task is not None or self.valid is not None:
+            return None
+        return self.seed if self.split_seed is None else self.split_seed
+
     def model_kwargs(self):
         return dict(embed_size=self.embed_size, hidden_size=self.hidden_size, num_layers=self.layers,
                     peephole=self.peephole, bidirectional=self.bidirectional, dropout=self.dropout,
@@ -102,6 +109,10 @@ def new_run_config(given):
         raise ConfigError("give exactly one of --task NAME or --train FILE")
     if "train" not in given and ("valid" in given or "test" in given):
         raise ConfigError("--valid and --test go with --train FILE (built-in tasks have their own splits)")
+    if "split_seed" in given and "train" in given and "valid" in given:
+        raise ConfigError("--split-seed draws the held-out pairs out of --train; with --valid FILE none are drawn")
+    if "split_seed" in given and "task" in given:
+        raise ConfigError("--split-seed goes with --train FILE (built-in tasks have their own splits)")
     cfg = TrainConfig(**given)
     if cfg.task is not None and cfg.side_tokens() != ("char", "char"):
         flag = next(f"--{k.replace('_', '-')} {given[k]}" for k in ("tokens", "src_tokens", "tgt_tokens")

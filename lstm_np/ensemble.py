@@ -26,9 +26,11 @@ import numpy as np
 
 from .checkpoint import CheckpointError
 from .checks import check_number, check_size
+from .config import TrainConfig
 from .decoding import beam_search, greedy
 from .functional import log_softmax
 from .run_folder import holds_run, load_model, saved_train_options, trained_max_len
+from .seq2seq import Seq2Seq
 
 __all__ = ["Ensemble", "ensemble_folders", "load_ensemble", "shared_split"]
 
@@ -41,6 +43,11 @@ class Ensemble:
         models = list(models)
         if not models:
             raise ValueError("models is empty: an ensemble needs at least one model")
+        for i, m in enumerate(models):
+            if not isinstance(m, Seq2Seq):
+                raise TypeError(f"models[{i}] must be a Seq2Seq, got {type(m).__name__}")
+            if m.dtype != models[0].dtype:
+                raise ValueError(f"models must share dtype: {models[0].dtype} and {m.dtype} (models[{i}])")
         first = models[0].config
         for m in models[1:]:
             for key in ("src_vocab_size", "tgt_vocab_size", "num_layers"):
@@ -50,15 +57,13 @@ class Ensemble:
         self.config = {key: first[key] for key in ("src_vocab_size", "tgt_vocab_size", "num_layers")}
         self.attention = None                     # no single attention to show (translate --plot-attention)
         self.decoder = _Decoders(models)
-        self.decoder.sizes = [m.config["hidden_size"] * (2 if m.config["bidirectional"] else 1) for m in models]
+        self.decoder.sizes = [m.decoder.lstm.hidden_size for m in models]    # each member's decoder state width
 
     def encode(self, src):
         """src (B, S) -> keys (B, S, ΣHd), h0, c0 (L, B, ΣHd), mask (B, S), summary (B, ΣHd): every member's,
         side by side along the last axis."""
         parts = [m.encode(src) for m in self.models]
-        mask = parts[0][3]
-        if any(not np.array_equal(p[3], mask) for p in parts[1:]):
-            raise ValueError("the models mask the source differently")
+        mask = parts[0][3]                                  # the source's padding: the same for every member
         return (np.concatenate([p[0] for p in parts], axis=2), np.concatenate([p[1] for p in parts], axis=2),
                 np.concatenate([p[2] for p in parts], axis=2), mask, np.concatenate([p[4] for p in parts], axis=1))
 
@@ -110,6 +115,9 @@ def ensemble_folders(paths):
         if not runs:
             raise CheckpointError(f"{path}: neither a run written by 'lstm-np train' nor a folder of such runs")
         folders += runs
+    for i, folder in enumerate(folders):
+        if any(os.path.samefile(folder, earlier) for earlier in folders[:i]):
+            raise CheckpointError(f"{folder} is named twice: each run joins an ensemble once")
     return folders
 
 
@@ -142,11 +150,8 @@ def shared_split(folders):
     keys = ("train", "valid", "valid_fraction", "valid_size", "task")
     options = []
     for folder in folders:
-        saved = saved_train_options(folder)
-        split_seed = saved.get("split_seed")
-        drawn = saved.get("task") is None and saved.get("valid") is None   # else the seed draws no split
-        options.append({**{k: saved.get(k) for k in keys},
-                        "split": (saved.get("seed") if split_seed is None else split_seed) if drawn else None})
+        cfg = TrainConfig.saved(saved_train_options(folder))
+        options.append({**{k: getattr(cfg, k) for k in keys}, "split": cfg.held_out_seed()})
     for folder, o in zip(folders[1:], options[1:]):
         if o != options[0]:
             raise CheckpointError(f"{folder}: holds out other validation words than {folders[0]} (train with the "

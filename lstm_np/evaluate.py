@@ -102,3 +102,15 @@ def evaluate(model, src_vocab, tgt_vocab, pairs, max_len, beam_size=1, with_bleu
     return metrics, [(src, refs, text) for (src, refs), text in zip(grouped, texts)]
 
 
+def as_test_metrics(metrics):
+    """The final metrics' test_* keys (docs/design.md §4) of evaluate()'s metrics with BLEU, and the one line
+    that reports them (the log's test line, `lstm-np evaluate`'s output)."""
+    result = {"test_exact_match": metrics["exact_match"], "test_token_accuracy": metrics["token_accuracy"],
+              "test_token_error_rate": metrics["token_error_rate"], "test_bleu": metrics["bleu"],
+              "test_chrf": metrics["chrf"], "test_examples": metrics["examples"]}
+    line = (f"exact match {metrics['exact_match']:.4f} | token accuracy {metrics['token_accuracy']:.4f} | "
+            f"token error rate {metrics['token_error_rate']:.4f} | BLEU {metrics['bleu']:.2f} | "
+            f"chrF {metrics['chrf']:.2f} | {metrics['examples']} sources")
+    return result, line
+
+

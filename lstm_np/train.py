@@ -37,7 +37,7 @@ from .cell import peephole_lr_scale
 from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, write_json
 from .config import TrainConfig
 from .data import EOS, Vocab, read_tsv
-from .evaluate import encode_source, evaluate
+from .evaluate import as_test_metrics, encode_source, evaluate
 from .optim import Adam, WarmupDecay, WeightAverage
 from .parallel import world as this_world
 from .run_folder import load_model, output_limit, write_run_files
@@ -63,7 +63,7 @@ def load_data(cfg):
         valid = read_tsv(cfg.valid)
     else:  # hold out whole sources, so no source is in both
         sources = sorted({s for s, _ in train})
-        rng = np.random.default_rng(cfg.seed if cfg.split_seed is None else cfg.split_seed)
+        rng = np.random.default_rng(cfg.held_out_seed())
         n = max(1, min(int(len(sources) * cfg.valid_fraction), 2000))
         held = set(rng.permutation(len(sources))[:n].tolist()) if len(sources) > 1 else set()
         held_src = {sources[i] for i in held}
@@ -71,6 +71,11 @@ def load_data(cfg):
         train = [p for p in train if p[0] not in held_src] or train
     test = read_tsv(cfg.test) if cfg.test is not None else None
     return {"train": train, "valid": valid, "test": test}, cfg.train
+
+
+def validation_pairs(cfg, splits):
+    """The pairs a run validates on: the first --valid-size of its held-out (or --valid) pairs."""
+    return splits["valid"][:cfg.valid_size]
 
 
 class Trainer:
@@ -114,7 +119,7 @@ class Trainer:
         self.stream = BatchStream(self.train_src, self.train_tgt, cfg.batch_size, self.data_rng, self.state)
         self.schedule = WarmupDecay(cfg.lr, cfg.warmup_steps)      # warm-up, then cosine decay to lr/10 ...
         self.schedule.refit(self.state.horizon)                    # ... over the horizon (module docstring)
-        self.valid_pairs = self.splits["valid"][:cfg.valid_size]
+        self.valid_pairs = validation_pairs(cfg, self.splits)
         # An output longer than every reference is wrong whatever follows, so validation decodes no further
         self.valid_max_len = max(len(self.tgt_vocab.encode(t)) for _, t in self.valid_pairs) + 1
         self.stop_signal = None
@@ -395,18 +400,13 @@ class Trainer:
         test_pairs = self.splits["test"] or self.splits["valid"]
         metrics, examples = evaluate(self.model, self.src_vocab, self.tgt_vocab, test_pairs, s.max_len,
                                      cfg.beam_size, with_bleu=True)
-        result = {"test_exact_match": metrics["exact_match"], "test_token_accuracy": metrics["token_accuracy"],
-                  "test_token_error_rate": metrics["token_error_rate"],
-                  "test_bleu": metrics["bleu"], "test_chrf": metrics["chrf"], "test_examples": metrics["examples"],
-                  "test_set": "test" if self.splits["test"] else "valid",
-                  "valid_exact_match": score[0], "weights": chosen,
-                  "final_loss": s.final_loss, "train_seconds": round(s.train_seconds, 3),
-                  "steps": s.step, "epochs": s.epoch, "beam_size": cfg.beam_size, "workers": self.world.size,
-                  "history": s.history, "config": dataclasses.asdict(cfg)}
-        self.log(f"test: exact match {result['test_exact_match']:.4f} | token accuracy "
-                 f"{result['test_token_accuracy']:.4f} | token error rate {result['test_token_error_rate']:.4f} | "
-                 f"BLEU {result['test_bleu']:.2f} | chrF {result['test_chrf']:.2f} | {result['test_examples']} sources | "
-                 f"{s.step} steps in {s.train_seconds:.0f} s")
+        result, line = as_test_metrics(metrics)
+        result.update({"test_set": "test" if self.splits["test"] else "valid",
+                       "valid_exact_match": score[0], "weights": chosen,
+                       "final_loss": s.final_loss, "train_seconds": round(s.train_seconds, 3),
+                       "steps": s.step, "epochs": s.epoch, "beam_size": cfg.beam_size, "workers": self.world.size,
+                       "history": s.history, "config": dataclasses.asdict(cfg)})
+        self.log(f"test: {line} | {s.step} steps in {s.train_seconds:.0f} s")
         for src, refs, out in examples[:5]:
             ok = out in refs
             self.log(f"  [{'ok' if ok else '--'}] {src!r} -> {out!r}" + ("" if ok else f"   (expected {refs[0]!r})"))
