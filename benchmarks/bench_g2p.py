@@ -93,8 +93,10 @@ def run_row(seconds, seed, workdir, with_torch, torch_lr):
 
 
 def last_or_average(model, data):
-    """As `lstm-np train`'s final evaluation: the PyTorch model keeps its averaged weights (common.train_torch's
-    `averaged`, with the recipe's --average-decay) when they validate better than its last ones. -> which."""
+    """Like `lstm-np train`'s final evaluation, in short: the PyTorch model keeps its averaged weights
+    (common.train_torch's `averaged`, with the recipe's --average-decay) when their exact match on all the
+    held-out words beats its last weights' (train also weighs the best validated weights, breaks ties on token
+    accuracy and validates on the first --valid-size pairs). -> which."""
     averaged = getattr(model, "averaged", None)
     if not averaged:
         return "last"

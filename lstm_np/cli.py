@@ -160,6 +160,10 @@ def add_train_options(t, for_sweep=False):
     return actions
 
 
+RUNS_HELP = ("a directory written by 'lstm-np train', or a folder of such runs; repeated or a folder of runs: "
+             "their ensemble (ensemble.py)")
+
+
 def build_parser():
     p = Parser(prog="lstm-np", description="Train and run pure-NumPy LSTM sequence-to-sequence models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -172,9 +176,7 @@ def build_parser():
                    "of every batch (MPI: parallel.py; pip install \"lstm_np[mpi]\") [1]")
 
     tr = sub.add_parser("translate", help="translate with a trained checkpoint (or an ensemble of them)")
-    tr.add_argument("--checkpoint", metavar="DIR", required=True, action="append",
-                    help="a directory written by 'lstm-np train', or a folder of such runs; repeated or a folder "
-                         "of runs: their ensemble (ensemble.py)")
+    tr.add_argument("--checkpoint", metavar="DIR", required=True, action="append", help=RUNS_HELP)
     tr.add_argument("--beam-size", type=positive_int, default=1, help="beam width [1: greedy]")
     tr.add_argument("--max-len", type=positive_int, default=None,
                     help="longest output [the training data's limit, or 2 x the source length + 10 if longer]")
@@ -188,9 +190,7 @@ def build_parser():
                         description="Exact match (1 - WER for G2P), token accuracy, token error rate (PER/CER), "
                                     "BLEU and chrF of a checkpoint's best weights, or of several checkpoints' "
                                     "ensemble, as `lstm-np train` scores its final test.")
-    ev.add_argument("--checkpoint", metavar="DIR", required=True, action="append",
-                    help="a directory written by 'lstm-np train', or a folder of such runs; repeated or a folder "
-                         "of runs: their ensemble")
+    ev.add_argument("--checkpoint", metavar="DIR", required=True, action="append", help=RUNS_HELP)
     which = ev.add_mutually_exclusive_group(required=True)
     which.add_argument("--test", metavar="FILE", help="source<TAB>target pairs to score")
     which.add_argument("--held-out", action="store_true",
@@ -227,7 +227,8 @@ def build_parser():
     sv = sub.add_parser("serve", help="explore a trained model in the browser: translation, attention, gates",
                         description="Serve the explorer page and its JSON API (GET /api/model, "
                                     "/api/translate?src=...) for a trained checkpoint, until Ctrl-C.")
-    sv.add_argument("--checkpoint", metavar="DIR", required=True, help="a directory written by 'lstm-np train'")
+    sv.add_argument("--checkpoint", metavar="DIR", required=True,
+                    help="a directory written by 'lstm-np train' (or a folder holding one such run)")
     sv.add_argument("--host", default="127.0.0.1",
                     help="address to listen on [127.0.0.1: this machine only; 0.0.0.0 opens it to the network]")
     sv.add_argument("--port", type=number_type(int, "a port in [0, 65535]", lambda v: 0 <= v <= 65535),
