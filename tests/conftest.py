@@ -1,10 +1,18 @@
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/reference.py (the independent implementation), browser.py
+
+# Several tests send Ctrl-C (SIGINT) to a command they started. A suite started as a background job of a
+# non-interactive shell (`make test &`) inherits SIGINT ignored, and so would those commands (an ignored signal
+# stays ignored across exec, and Python then installs no KeyboardInterrupt): give the suite, hence every command
+# it starts, SIGINT's usual meaning.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
