@@ -194,15 +194,18 @@ def test_killing_a_worker_gives_one_line_and_a_checkpoint_that_resumes(tmp_path)
     while not (tmp_path / "run" / "checkpoint.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     pids = {}
-    for rank in (0, 1):        # the workers' pids, from their command lines
+    for rank in (0, 1):        # this run's workers' pids: their command lines, environment and folder
         for line in subprocess.run(["pgrep", "-f", "-a", "lstm_np train"], capture_output=True,
                                    encoding="utf-8").stdout.splitlines():
             pid = int(line.split()[0])
-            env_path = f"/proc/{pid}/environ"
-            if pid != proc.pid and os.path.exists(env_path):
-                environ = open(env_path, "rb").read().split(b"\0")
-                if f"PMI_RANK={rank}".encode() in environ and b"LSTM_NP_WORKER_DIR=" in b" ".join(environ):
-                    pids[rank] = pid
+            try:
+                environ = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+                here = os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(tmp_path)   # not another suite's run on this machine
+            except OSError:
+                continue
+            if pid != proc.pid and here and f"PMI_RANK={rank}".encode() in environ \
+                    and b"LSTM_NP_WORKER_DIR=" in b" ".join(environ):
+                pids[rank] = pid
     os.kill(pids[1], signal.SIGKILL)
     out, err = proc.communicate(timeout=60)
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
