@@ -112,5 +112,3 @@ def as_test_metrics(metrics):
             f"token error rate {metrics['token_error_rate']:.4f} | BLEU {metrics['bleu']:.2f} | "
             f"chrF {metrics['chrf']:.2f} | {metrics['examples']} sources")
     return result, line
-
-
