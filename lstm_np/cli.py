@@ -69,6 +69,7 @@ nonneg_int = number_type(int, "an integer >= 0", lambda v: v >= 0)
 positive_float = number_type(float, "a finite number > 0", lambda v: 0 < v < math.inf)   # nan fails every test
 nonneg_float = number_type(float, "a finite number >= 0", lambda v: 0 <= v < math.inf)
 dropout_rate = number_type(float, "a rate in [0, 1)", lambda v: 0 <= v < 1)
+below_one = number_type(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def add_threads_flag(group):
@@ -121,13 +122,15 @@ def add_train_options(t, for_sweep=False):
     add(g, "--batch-size", type=positive_int, help=f"pairs per step [{d.batch_size}]")
     add(g, "--clip", type=positive_float, help=f"gradient-norm clipping threshold [{d.clip:g}]")
     add(g, "--weight-decay", type=nonneg_float, help=f"L2 weight decay [{d.weight_decay:g}]")
+    add(g, "--label-smoothing", type=below_one,
+                   help=f"train towards (1 - e) the true token + e spread over the vocabulary [{d.label_smoothing:g}]")
     add(g, "--warmup-steps", type=nonneg_int, help=f"learning-rate warm-up steps [{d.warmup_steps}]")
     add(g, "--peephole-lr-scale", type=nonneg_float,
                    help=f"the peephole weights learn at lr x this (0 freezes them) [{d.peephole_lr_scale:g}]")
     add(g, "--combine-lr-scale", type=nonneg_float, help=f"attention's tanh(W_c [ctx;h]) learns at lr x this [{d.combine_lr_scale:g}]")
     add(g, "--decay-steps", type=positive_int,
                    help="cosine decay horizon [fitted to --max-seconds; constant lr without it]")
-    add(g, "--average-decay", type=number_type(float, "a number in [0, 1)", lambda v: 0 <= v < 1),
+    add(g, "--average-decay", type=below_one,
                    help="keep an average of the weights with this decay (e.g. 0.999); the final test uses it when "
                         f"it validates better than the last and the best weights [{d.average_decay:g}: none]")
     g = t.add_argument_group("duration and output")

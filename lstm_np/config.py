@@ -48,6 +48,7 @@ class TrainConfig:
     lr: float = 1e-2              # Adam peak learning rate
     batch_size: int = 64          # sentence pairs per step
     clip: float = 5.0             # global gradient-norm clipping threshold
+    label_smoothing: float = 0.0  # targets (1 - ε) the true token + ε spread over the vocabulary (losses.py); 0: none
     weight_decay: float = 0.0     # L2 penalty folded into the gradient (torch's Adam)
     warmup_steps: int = 30        # linear warm-up from lr/warmup_steps to lr
     peephole_lr_scale: float = 0.1  # the peephole weights step at lr × this (the recipe: docs/design.md §7)

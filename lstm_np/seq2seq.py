@@ -198,7 +198,8 @@ class Decoder:
 class Seq2Seq:
     """Encoder/decoder translation model (docs/design.md §2).
 
-    loss(src (B, S), tgt (B, T)) -> float   mean cross-entropy of tgt given src (teacher forcing)
+    loss(src (B, S), tgt (B, T)) -> float   mean cross-entropy of tgt given src (teacher forcing; optionally
+                                            label-smoothed: losses.masked_cross_entropy)
     backward()                              gradients of the last loss, accumulated into named_parameters()
     translate(src, max_len, beam_size)      -> list of token-id lists (EOS stripped)
 
@@ -286,8 +287,11 @@ class Seq2Seq:
         keys, h0, c0, mask = self.encoder.forward(src)
         return keys, h0, c0, mask, h0[-1]
 
-    def loss(self, src, tgt, rows=None):
+    def loss(self, src, tgt, rows=None, label_smoothing=0.0):
         """Mean cross-entropy over tgt's real tokens; the decoder reads BOS + tgt[:, :-1] (teacher forcing).
+
+        label_smoothing ε: the targets are (1 - ε) the true token + ε spread evenly over the vocabulary
+        (losses.masked_cross_entropy); 0 is the plain cross-entropy.
 
         rows: a slice of the batch (a data-parallel worker's share, parallel.py): only those rows are computed,
         their cross-entropy summed over the whole batch's real tokens, with the dropout masks of those rows of
@@ -314,7 +318,7 @@ class Seq2Seq:
         keys, h0, c0, mask, summary = self.encode(src)
         dec_in = teacher_forcing_input(tgt)                                               # BOS, y_1 .. y_{T-1}
         logits, _, _ = self.decoder.forward(dec_in.T, h0, c0, summary, keys, mask)       # (T, B, V)
-        loss, dlogits = masked_cross_entropy(logits, tgt.T, tgt.T != PAD, count=tokens)
+        loss, dlogits = masked_cross_entropy(logits, tgt.T, tgt.T != PAD, count=tokens, smoothing=label_smoothing)
         self._cache = dlogits
         return loss
 

@@ -34,6 +34,7 @@ import numpy as np
 from . import tasks as task_lib
 from .batch_stream import BatchStream
 from .cell import peephole_lr_scale
+from .checks import check_number
 from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, write_json
 from .config import TrainConfig
 from .data import EOS, Vocab, read_tsv
@@ -94,6 +95,7 @@ class Trainer:
     def __init__(self, cfg, resume=False, log=print, handle_signals=True, world=None):
         if cfg.output_bias not in OUTPUT_BIAS_INITS:
             raise ValueError(f"output_bias must be one of {OUTPUT_BIAS_INITS}, got {cfg.output_bias!r}")
+        check_number("label_smoothing", cfg.label_smoothing, low=0, high=1, high_inclusive=False)
         self.world = this_world() if world is None else world
         self.cfg, self.handle_signals = cfg, handle_signals
         self.log = log if self.world.rank == 0 else (lambda line: None)
@@ -246,7 +248,7 @@ class Trainer:
                 rows, counts = self.world.rows(len(src))          # this process's share of the batch
                 try:
                     with self.numerics("forward/backward pass", s.step + 1):
-                        loss = self.model.loss(src, tgt) if rows is None else self.model.loss(src, tgt, rows)
+                        loss = self.model.loss(src, tgt, rows, label_smoothing=self.cfg.label_smoothing)
                         self.model.backward()
                 except TrainingError:
                     if self.world.size == 1:

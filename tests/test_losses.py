@@ -1,4 +1,4 @@
-"""masked_cross_entropy: a hand-computed value, finite-difference gradients, masking, validation."""
+"""masked_cross_entropy: a hand-computed value, finite-difference gradients, masking, label smoothing, validation."""
 
 import math
 
@@ -30,6 +30,49 @@ def test_grad_matches_finite_differences():
     numeric = numerical_gradient(lambda: masked_cross_entropy(logits, targets, mask)[0], logits)
     err = np.linalg.norm(dlogits - numeric) / (np.linalg.norm(dlogits) + np.linalg.norm(numeric))
     assert err < 1e-7, f"dlogits: relative error {err:.2e}"
+
+
+def test_smoothed_value_matches_hand_computation():
+    # q = (1 - ε) onehot + ε/V over V = 3 tokens; loss = -(1/N) Σ_rows Σ_k q_k log p_k, written out by hand
+    logits = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0], [2.0, 2.0, 2.0]])
+    targets = np.array([1, 2, 0])
+    mask = np.array([True, True, False])
+    eps = 0.1
+    def row(x, t):
+        log_z = math.log(sum(math.exp(v) for v in x))
+        return -sum(((1 - eps) * (k == t) + eps / 3) * (v - log_z) for k, v in enumerate(x))
+    loss, _ = masked_cross_entropy(logits, targets, mask, smoothing=eps)
+    assert loss == pytest.approx((row(logits[0], 1) + row(logits[1], 2)) / 2, rel=1e-14)
+    # a uniform prediction costs log V, smoothed or not: q sums to 1
+    assert masked_cross_entropy(logits[2:], targets[2:], np.ones(1, bool), smoothing=0.3)[0] == pytest.approx(math.log(3.0))
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.5])
+def test_smoothed_grad_matches_finite_differences(eps):
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((2, 3, 5))
+    targets = rng.integers(0, 5, (2, 3))
+    mask = np.array([[1, 1, 0], [1, 0, 1]], bool)
+    _, dlogits = masked_cross_entropy(logits, targets, mask, count=6, smoothing=eps)
+    numeric = numerical_gradient(lambda: masked_cross_entropy(logits, targets, mask, count=6, smoothing=eps)[0],
+                                 logits)
+    err = np.linalg.norm(dlogits - numeric) / (np.linalg.norm(dlogits) + np.linalg.norm(numeric))
+    assert err < 1e-7, f"dlogits with smoothing {eps}: relative error {err:.2e}"
+    assert not dlogits[~mask].any()
+
+
+def test_smoothing_zero_is_the_plain_cross_entropy():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((4, 7)).astype(np.float32)
+    targets, mask = rng.integers(0, 7, 4), np.array([1, 1, 0, 1], bool)
+    plain, smoothed = masked_cross_entropy(logits, targets, mask), masked_cross_entropy(logits, targets, mask, smoothing=0)
+    assert plain[0] == smoothed[0] and np.array_equal(plain[1], smoothed[1])
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0, 1.5, float("nan"), True, "0.1"])
+def test_bad_smoothing_raises_naming_it(smoothing):
+    with pytest.raises(ValueError, match="smoothing"):
+        masked_cross_entropy(np.zeros((2, 3)), np.zeros(2, int), np.ones(2, bool), smoothing=smoothing)
 
 
 def test_masked_positions_neither_count_nor_get_gradient():

@@ -35,6 +35,16 @@ def test_loss_grads_match_finite_differences(peephole, arch, kwargs):
 
 
 @pytest.mark.parametrize("attention", [None, "luong"])
+def test_label_smoothed_loss_grads_match_finite_differences(attention):
+    model = make_model("full", 1, True, attention=attention, seed=13)
+    real_loss = model.loss
+    plain = real_loss(SRC, TGT)
+    model.loss = lambda src, tgt: real_loss(src, tgt, label_smoothing=0.2)
+    assert model.loss(SRC, TGT) != pytest.approx(plain, rel=1e-6), "smoothing must change the loss"
+    assert_loss_grads_match_finite_differences(model, SRC, TGT)
+
+
+@pytest.mark.parametrize("attention", [None, "luong"])
 def test_embedding_output_and_between_layer_dropout_grads_match_finite_differences(attention):
     """Dropout on both embeddings, on the output layer's input and between layers, with the same masks at every
     evaluation (each loss call restarts both dropout generators from the same state)."""

@@ -50,6 +50,20 @@ def test_peephole_lr_scale_names_every_peephole_weight_and_nothing_else():
         assert len(scale) == 2 * len(suffixes)                       # encoder and decoder
 
 
+def test_label_smoothing_reaches_every_training_loss_and_is_checked(tmp_path):
+    trainer = Trainer(config(tmp_path, label_smoothing=0.25, steps=3), log=lambda line: None)
+    real_loss, seen = trainer.model.loss, []
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("label_smoothing"))
+        return real_loss(*args, **kwargs)
+    trainer.model.loss = spy
+    trainer.run()
+    assert seen == [0.25] * 3
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="label_smoothing"):
+            Trainer(config(tmp_path, label_smoothing=bad), log=lambda line: None)
+
+
 def test_trainer_applies_the_recipe_and_the_flags_change_it(tmp_path):
     trainer = Trainer(config(tmp_path), log=lambda line: None)
     lr = trainer.cfg.lr
