@@ -130,13 +130,16 @@ def torch_seq2seq_class(torch):
                       tanh(W_c [ctx ; h]) -> nn.Linear(H, V_tgt); without: nn.Linear over h [⊕ summary if peeky]
             dropout   embed_dropout on both embeddings' outputs, output_dropout on the output layer's input (in
                       training mode), as lstm_np's --embed-dropout and --output-dropout
-            loss      F.cross_entropy over the real target tokens (teacher forcing), as lstm_np's loss
+            loss      F.cross_entropy over the real target tokens (teacher forcing), as lstm_np's loss, with
+                      label_smoothing as its --label-smoothing
             decoding  batched greedy search to EOS (lstm_np's translate interface, so lstm_np.evaluate scores it)
         """
 
         def __init__(self, src_vocab, tgt_vocab, embed_size=64, hidden_size=128, attention=None, peeky=False,
-                     reverse_source=False, bidirectional=False, embed_dropout=0.0, output_dropout=0.0):
+                     reverse_source=False, bidirectional=False, embed_dropout=0.0, output_dropout=0.0,
+                     label_smoothing=0.0):
             super().__init__()
+            self.label_smoothing = label_smoothing
             self.embed_drop, self.out_drop = nn.Dropout(embed_dropout), nn.Dropout(output_dropout)
             if attention not in (None, "luong"):
                 raise ValueError(f"attention must be None or 'luong', got {attention!r}")
@@ -186,7 +189,8 @@ def torch_seq2seq_class(torch):
             keys, state, mask = self.encode(src)
             dec_in = torch.cat([torch.full_like(tgt[:, :1], BOS), tgt[:, :-1]], 1).T   # BOS, y_1 .. y_{T-1}
             logits, _ = self.decode(dec_in, state, keys, mask, state[0][-1])
-            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.T.reshape(-1), ignore_index=PAD)
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.T.reshape(-1), ignore_index=PAD,
+                                   label_smoothing=self.label_smoothing)
 
         @torch.no_grad()
         def translate(self, src, max_len=50, beam_size=1):
@@ -220,17 +224,18 @@ def torch_data(flags, seed=0):
 
 def train_torch(data, seconds, lr, batch_size, hidden_size=128, attention=None, peeky=False, reverse_source=False,
                 bidirectional=False, schedule="constant", clip=5.0, seed=0, clock=time.perf_counter, embed_size=64,
-                embed_dropout=0.0, output_dropout=0.0, average_decay=0.0):
+                embed_dropout=0.0, output_dropout=0.0, average_decay=0.0, label_smoothing=0.0):
     """Train TorchSeq2Seq for `seconds` of `clock` (wall clock; time.process_time gives the CPU time this
     process got, which another job's load does not shrink) on `data` (torch_data's) with Adam at `lr`
     (constant, or `schedule="cosine"`: lr·½(1 + cos(π·elapsed/seconds)), the decay spread over the budget) and
     gradient clipping, in lstm_np's length-grouped batches. -> (model in eval mode, steps, seconds trained).
     average_decay d > 0: also keep the bias-corrected moving average of the weights as `--average-decay` does
-    (a ← a + (1 - d)(p - a) after each step, â = a / (1 - d^t)), left in `model.averaged` {name: tensor}."""
+    (a ← a + (1 - d)(p - a) after each step, â = a / (1 - d^t)), left in `model.averaged` {name: tensor}.
+    label_smoothing ε: the loss's targets are (1 - ε) the true token + ε/V each, as `--label-smoothing`."""
     torch.manual_seed(seed)
     model = TorchSeq2Seq(len(data.src_vocab), len(data.tgt_vocab), embed_size=embed_size, hidden_size=hidden_size,
                          attention=attention, peeky=peeky, reverse_source=reverse_source, bidirectional=bidirectional,
-                         embed_dropout=embed_dropout, output_dropout=output_dropout)
+                         embed_dropout=embed_dropout, output_dropout=output_dropout, label_smoothing=label_smoothing)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     lengths = [len(x) for x in data.train_src]                      # what lstm_np's batching groups by

@@ -299,6 +299,7 @@ class Seq2Seq:
         # The previous loss is dead from here: a call that fails validation leaves nothing behind that
         # backward() could silently differentiate instead.
         self._cache = None
+        check_number("label_smoothing", label_smoothing, low=0, high=1, high_inclusive=False)
         tgt = check_ids("tgt", tgt, self.config["tgt_vocab_size"])
         src = check_ids("src", src, self.config["src_vocab_size"])
         if src.shape[0] != tgt.shape[0]:

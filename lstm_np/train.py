@@ -3,7 +3,8 @@
 The loop, one optimizer step at a time:
     1. take the next batch of the epoch's order (similar lengths grouped; the order is drawn from the data
        RNG at the start of each epoch, so a resumed run replays it exactly)
-    2. loss = model.loss(src, tgt); model.backward(); clip the global gradient norm
+    2. loss = model.loss(src, tgt) (label-smoothed with --label-smoothing); model.backward(); clip the global
+       gradient norm
     3. stop on a non-finite loss or gradient (keeping the last good checkpoint), else lr = schedule(step)
        and opt.step(); stop likewise if the update made a parameter overflow
     4. every `log_every` steps one log line; at each validation point (below) greedy exact match and token

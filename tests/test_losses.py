@@ -61,12 +61,22 @@ def test_smoothed_grad_matches_finite_differences(eps):
     assert not dlogits[~mask].any()
 
 
-def test_smoothing_zero_is_the_plain_cross_entropy():
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_loss_and_grad_match_the_formulas_written_independently(eps):
+    """q = (1 - ε) onehot + ε/V; loss = -(1/N) Σ_mask Σ_k q_k log p_k; dlogits = (p - q) ⊙ mask / N, written here in
+    float64 numpy, against float64 and float32 logits (the gradient keeps the logits' dtype)."""
     rng = np.random.default_rng(3)
-    logits = rng.standard_normal((4, 7)).astype(np.float32)
+    logits = rng.standard_normal((4, 7)) * 3
     targets, mask = rng.integers(0, 7, 4), np.array([1, 1, 0, 1], bool)
-    plain, smoothed = masked_cross_entropy(logits, targets, mask), masked_cross_entropy(logits, targets, mask, smoothing=0)
-    assert plain[0] == smoothed[0] and np.array_equal(plain[1], smoothed[1])
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    q = (1 - eps) * np.eye(7)[targets] + eps / 7
+    expected_loss = -(q * logp).sum(axis=1)[mask].sum() / 3
+    expected_grad = (np.exp(logp) - q) * mask[:, None] / 3
+    for dtype, tol in ((np.float64, 1e-13), (np.float32, 1e-5)):
+        loss, dlogits = masked_cross_entropy(logits.astype(dtype), targets, mask, smoothing=eps)
+        assert dlogits.dtype == dtype
+        assert loss == pytest.approx(expected_loss, rel=tol)
+        np.testing.assert_allclose(dlogits, expected_grad, rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("smoothing", [-0.1, 1.0, 1.5, float("nan"), True, "0.1"])

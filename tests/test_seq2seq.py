@@ -248,8 +248,9 @@ def test_backward_without_a_fresh_loss_raises():
         model.backward()                                  # the same loss twice
 
 
-@pytest.mark.parametrize("bad", [dict(src=np.array([[4, SRC_V, 2]] * 3)), dict(tgt=TGT.astype(float))],
-                         ids=["src-id-out-of-range", "float-tgt"])
+@pytest.mark.parametrize("bad", [dict(src=np.array([[4, SRC_V, 2]] * 3)), dict(tgt=TGT.astype(float)),
+                                 dict(label_smoothing=1.0)],
+                         ids=["src-id-out-of-range", "float-tgt", "label-smoothing-one"])
 def test_backward_after_a_failed_loss_is_an_error_not_the_previous_gradients(bad):
     model = make_model(seed=1)
     model.loss(SRC, TGT)
