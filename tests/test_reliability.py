@@ -312,9 +312,9 @@ def poison_loss(monkeypatch, at_call, result=float("nan"), error=None):
     """Make the `at_call`-th call of Seq2Seq.loss (1-based) return `result` or raise `error`."""
     real_loss, calls = Seq2Seq.loss, []
 
-    def loss(self, src, tgt):
+    def loss(self, src, tgt, rows=None, label_smoothing=0.0):
         calls.append(1)
-        value = real_loss(self, src, tgt)
+        value = real_loss(self, src, tgt, rows, label_smoothing)
         if len(calls) == at_call:
             if error is not None:
                 raise error
