@@ -7,6 +7,11 @@ from .checks import check_int, check_number
 __all__ = ["masked_cross_entropy"]
 
 
+def check_smoothing(name, value):
+    """A label-smoothing ε as a float if it is a number in [0, 1), else ValueError naming `name`."""
+    return check_number(name, value, low=0, high=1, high_inclusive=False)
+
+
 def masked_cross_entropy(logits, targets, mask, count=None, smoothing=0.0):
     """Mean cross-entropy over the positions where mask is true, and its gradient.
 
@@ -46,7 +51,7 @@ def masked_cross_entropy(logits, targets, mask, count=None, smoothing=0.0):
     if real == 0:
         raise ValueError("mask has no true entry: the mean cross-entropy over zero tokens is undefined")
     count = real if count is None else check_int("count", count, low=real)
-    eps = check_number("smoothing", smoothing, low=0, high=1, high_inclusive=False)
+    eps = check_smoothing("smoothing", smoothing)
 
     # Five passes over the (..., V) logits (max, subtract, exp, sum, scale; two more with smoothing), the
     # exponentials computed once and reused as the gradient:

@@ -29,7 +29,7 @@ from .data import PAD, UNK, lengths_of, reverse_within_lengths, teacher_forcing_
 from .decoding import attention_weights, beam_search, greedy
 from .functional import dropout_mask
 from .layers import Embedding, Linear
-from .losses import masked_cross_entropy
+from .losses import check_smoothing, masked_cross_entropy
 from .lstm import LSTM
 
 OUTPUT_BIAS_INITS = ("prior", "uniform")   # the output bias's start: Seq2Seq.init_output_bias, or Linear's own
@@ -299,7 +299,7 @@ class Seq2Seq:
         # The previous loss is dead from here: a call that fails validation leaves nothing behind that
         # backward() could silently differentiate instead.
         self._cache = None
-        check_number("label_smoothing", label_smoothing, low=0, high=1, high_inclusive=False)
+        check_smoothing("label_smoothing", label_smoothing)
         tgt = check_ids("tgt", tgt, self.config["tgt_vocab_size"])
         src = check_ids("src", src, self.config["src_vocab_size"])
         if src.shape[0] != tgt.shape[0]:

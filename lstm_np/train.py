@@ -35,11 +35,11 @@ import numpy as np
 from . import tasks as task_lib
 from .batch_stream import BatchStream
 from .cell import peephole_lr_scale
-from .checks import check_number
 from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, write_json
 from .config import TrainConfig
 from .data import EOS, Vocab, read_tsv
 from .evaluate import as_test_metrics, encode_source, evaluate
+from .losses import check_smoothing
 from .optim import Adam, WarmupDecay, WeightAverage
 from .parallel import world as this_world
 from .run_folder import load_model, output_limit, write_run_files
@@ -96,7 +96,7 @@ class Trainer:
     def __init__(self, cfg, resume=False, log=print, handle_signals=True, world=None):
         if cfg.output_bias not in OUTPUT_BIAS_INITS:
             raise ValueError(f"output_bias must be one of {OUTPUT_BIAS_INITS}, got {cfg.output_bias!r}")
-        check_number("label_smoothing", cfg.label_smoothing, low=0, high=1, high_inclusive=False)
+        check_smoothing("label_smoothing", cfg.label_smoothing)
         self.world = this_world() if world is None else world
         self.cfg, self.handle_signals = cfg, handle_signals
         self.log = log if self.world.rank == 0 else (lambda line: None)
