@@ -41,9 +41,11 @@ from .config import ConfigError, TrainConfig, data_name, new_run_config
 from .files import atomic_write
 from .train import Trainer
 
-RESULT_COLUMNS = ("seed", "status", "test_exact_match", "test_token_accuracy", "test_bleu", "final_loss",
-                  "train_seconds", "steps", "error")    # after the grid keys
-METRICS = ("test_exact_match", "test_token_accuracy", "test_bleu", "final_loss", "train_seconds", "steps")
+RESULT_COLUMNS = ("seed", "status", "test_exact_match", "test_token_accuracy", "test_token_error_rate", "test_bleu",
+                  "final_loss", "train_seconds", "steps", "error")    # after the grid keys
+LATER_COLUMNS = ("test_token_error_rate",)   # added later: an older results.csv lacks them (read as "")
+METRICS = ("test_exact_match", "test_token_accuracy", "test_token_error_rate", "test_bleu", "final_loss",
+           "train_seconds", "steps")
 NOT_SWEPT = {"out", "resume", "overwrite", "metrics_out", "seed"}   # run bookkeeping, never a grid key
 DATA_FILES = ("train", "valid", "test")                              # options naming files
 FORMAT = "lstm_np-sweep-1"
@@ -366,15 +368,17 @@ def describe_change(saved, now):
 
 
 def read_results(path, keys):
-    """{run id: row} from results.csv; SweepError if it is not a results file of these grid keys."""
+    """{run id: row} from results.csv; SweepError if it is not a results file of these grid keys. A file written
+    before the LATER_COLUMNS existed reads with those cells empty."""
+    columns = keys + list(RESULT_COLUMNS)
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames != keys + list(RESULT_COLUMNS):
-            raise SweepError(f"{path}: its columns {reader.fieldnames} are not this sweep's "
-                             f"{keys + list(RESULT_COLUMNS)}")
+        if reader.fieldnames not in (columns, [c for c in columns if c not in LATER_COLUMNS]):
+            raise SweepError(f"{path}: its columns {reader.fieldnames} are not this sweep's {columns}")
         rows = list(reader)
     out = {}
     for row in rows:
+        row = {c: row.get(c, "") for c in columns}
         run = Run({k: row[k] for k in keys}, int(row["seed"]))
         out[run.id] = row
     return out

@@ -1,6 +1,7 @@
 """`lstm-np sweep`: grids of tiny runs on local workers and on a real Dask cluster, results.csv as runs finish,
 resume, failing runs, killed workers, Ctrl-C; and the summary's statistics against textbook values."""
 import csv
+import io
 import json
 import os
 import signal
@@ -73,6 +74,7 @@ def test_sweep_records_one_row_per_run_with_errors_named_and_exits_nonzero(swept
         metrics = json.loads((folder / "sw" / "runs" / f"hidden_size=8__seed={r['seed']}.json").read_text())
         assert [p["step"] for p in metrics["history"]] == [4, 8, 12], "each run keeps its learning curve"
         assert metrics["config"]["seed"] == int(r["seed"]) and metrics["config"]["hidden_size"] == 8
+        assert float(r["test_token_error_rate"]) == pytest.approx(metrics["test_token_error_rate"], rel=1e-5)
     for r in table[2:]:
         assert "hidden_size=0" in r["error"] and "positive integer" in r["error"]
     progress = [line for line in first.stdout.splitlines() if line.startswith("[")]
@@ -87,6 +89,24 @@ def test_the_same_sweep_again_runs_nothing_and_keeps_the_rows(swept):
     assert "4 already done; 0 to run" in again.stdout
     assert (folder / "sw" / "results.csv").read_text() == before
     assert not [line for line in again.stdout.splitlines() if line.startswith("[")]
+
+
+def test_a_results_csv_written_before_the_token_error_rate_column_still_reads(swept):
+    folder, _, before, _ = swept
+    table = list(csv.reader(before.splitlines()))
+    drop = table[0].index("test_token_error_rate")
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(row[:drop] + row[drop + 1:] for row in table)
+    try:
+        (folder / "sw" / "results.csv").write_text(text.getvalue())
+        again = cli(SWEEP + ["--grid", "hidden_size=8,0", "--seeds", 2, "--steps", 12, "--eval-every", 4,
+                             "--workers", 2, "--out", "sw"], folder)
+        assert "4 already done; 0 to run" in again.stdout, again.stdout + again.stderr
+        assert "Traceback" not in again.stdout + again.stderr
+        summary = ok(cli(["sweep", "--summary", "sw"], folder)).stdout.splitlines()
+        assert summary[2].startswith("| 8 | 2 | ") and summary[3].startswith("| 0 | 0/2 | - |")
+    finally:
+        (folder / "sw" / "results.csv").write_text(before)
 
 
 def test_summary_prints_means_and_intervals_per_grid_point(swept):
