@@ -54,6 +54,7 @@ class TrainConfig:
     peephole_lr_scale: float = 0.1  # the peephole weights step at lr × this (the recipe: docs/design.md §7)
     combine_lr_scale: float = 1.0   # attention's h~ = tanh(W_c [ctx ; h]) steps at lr × this (seq2seq.combine_lr_scale)
     decay_steps: int = None       # horizon of the cosine decay; None: fitted to --max-seconds, else constant
+    final_lr_fraction: float = 0.1  # the decay ends at lr × this, and the learning rate stays there
     average_decay: float = 0.0    # keep an average of the weights with this decay (optim.WeightAverage), 0: none;
                                   # the final evaluation tests it when it validates better than the others
     # how long

@@ -18,9 +18,9 @@ tenth of the budget has passed (so a 30-second run spends its time training, not
 steps without a budget. The budget counts everything the loop does: the steps, validation and checkpoints. It
 does not count loading the data and building the model before the first step, nor the final evaluation.
 
-Learning rate: linear warm-up over `warmup_steps`, then cosine decay to 10% of `lr` over the schedule's
-horizon: --decay-steps if given, else fitted to the --max-seconds budget (re-estimated at each validation
-from the measured speed), else none (constant after warm-up). --steps only says when to stop, never the
+Learning rate: linear warm-up over `warmup_steps`, then cosine decay to `final_lr_fraction` × `lr` (10% unless
+set) over the schedule's horizon: --decay-steps if given, else fitted to the --max-seconds budget (re-estimated
+at each validation from the measured speed), else none (constant after warm-up). --steps only says when to stop, never the
 shape of the schedule: that is what makes "--steps 20, then --resume --steps 40" equal to "--steps 40".
 """
 import contextlib
@@ -120,7 +120,8 @@ class Trainer:
         if not resume and cfg.output_bias == "prior":
             self.model.init_output_bias(np.bincount(np.concatenate(self.train_tgt), minlength=len(self.tgt_vocab)))
         self.stream = BatchStream(self.train_src, self.train_tgt, cfg.batch_size, self.data_rng, self.state)
-        self.schedule = WarmupDecay(cfg.lr, cfg.warmup_steps)      # warm-up, then cosine decay to lr/10 ...
+        self.schedule = WarmupDecay(cfg.lr, cfg.warmup_steps,      # warm-up, then cosine decay to lr × the
+                                    final_lr_fraction=cfg.final_lr_fraction)   # final fraction ...
         self.schedule.refit(self.state.horizon)                    # ... over the horizon (module docstring)
         self.valid_pairs = validation_pairs(cfg, self.splits)
         # An output longer than every reference is wrong whatever follows, so validation decodes no further

@@ -159,6 +159,7 @@ BAD_COMMANDS = {   # case: (arguments, words the one error line must contain)
     "zero_hidden_size": (T + ["--hidden-size", "0"], ["--hidden-size", "0"]),
     "dropout_above_one": (T + ["--dropout", "1.5"], ["--dropout", "1.5"]),
     "label_smoothing_one": (T + ["--label-smoothing", "1"], ["--label-smoothing", "[0, 1)", "'1'"]),
+    "final_lr_fraction_above_one": (T + ["--final-lr-fraction", "1.5"], ["--final-lr-fraction", "[0, 1]", "'1.5'"]),
     "unknown_peephole": (T + ["--peephole", "foo"], ["--peephole", "foo"]),
     "unknown_attention": (T + ["--attention", "foo"], ["--attention", "foo"]),
     "negative_warmup": (T + ["--warmup-steps", "-1"], ["--warmup-steps", "-1"]),

@@ -78,8 +78,9 @@ def test_trainer_applies_the_recipe_and_the_flags_change_it(tmp_path):
 def test_cli_flags_for_the_recipe_are_saved_with_the_run(tmp_path):
     make_data(tmp_path)
     ok(cli(["train", "--train", "A.tsv", "--steps", 2, "--out", "r", "--peephole-init", "uniform",
-            "--peephole-lr-scale", "0.5", "--hidden-size", 8, "--embed-size", 8], tmp_path))
+            "--peephole-lr-scale", "0.5", "--hidden-size", 8, "--embed-size", 8, "--final-lr-fraction", 0], tmp_path))
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["train"]["final_lr_fraction"] == 0
     assert saved["train"]["peephole_init"] == "uniform" and saved["train"]["peephole_lr_scale"] == 0.5
     assert saved["model"]["peephole_init"] == "uniform"
 
@@ -216,6 +217,20 @@ def test_time_budget_fits_the_decay_horizon_to_the_measured_speed(tmp_path, monk
     # validation at step 4 (0.5 s): horizon 4 + 4.5 s × 8 steps/s = 40, and so at every later point
     assert rates == [ln.WarmupDecay(cfg.lr, 4, 40)(step) for step in range(40)]
     assert rates[-1] < 0.11 * cfg.lr                           # decayed to ~10% of lr by the end of the budget
+
+
+def test_final_lr_fraction_is_where_the_cosine_decay_ends_and_is_checked(tmp_path):
+    cfg = config(tmp_path, steps=12, decay_steps=10, final_lr_fraction=0.01)
+    trainer = Trainer(cfg, log=lambda line: None)
+    rates = learning_rates(trainer)
+    trainer.run()
+    low = 0.01 * cfg.lr                                         # no warm-up: cosine from step 0 to step 10
+    assert rates[0] == pytest.approx(cfg.lr)
+    assert rates[5] == pytest.approx(low + 0.5 * (cfg.lr - low))        # half way: cos(π/2) = 0
+    assert rates[10:] == pytest.approx([low, low])                      # the end, and after it
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="final_lr_fraction"):
+            Trainer(config(tmp_path, final_lr_fraction=bad), log=lambda line: None)
 
 
 def test_resumed_time_budget_refits_the_horizon_to_the_new_budget(tmp_path, monkeypatch):
