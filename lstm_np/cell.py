@@ -293,11 +293,12 @@ class LSTMCell:
         """Weight gradients of N = T·B rows at once (one GEMM per matrix, after the backward loop).
 
         x (N, D) inputs, h_prev, c_prev (N, H) h_{t-1}, c_{t-1}, c (N, H) c_t, da (N, 4H) ∂L/∂a in the fused
-        column order of the weights (row-major, as the GEMMs want it).
+        column order of the weights (row-major, as the GEMMs want it). An x of fewer columns than input_size
+        feeds the first rows of W_x only (an LSTM's `static` input feeds the others: lstm.py).
         """
         H = self.hidden_size
         g = self.grads
-        g["W_x"] += x.T @ da                            # ∂L/∂W_x = Σ_t x_tᵀ ∂L/∂a_t                     (D, 4H)
+        g["W_x"][:x.shape[1]] += x.T @ da               # ∂L/∂W_x = Σ_t x_tᵀ ∂L/∂a_t (the rows x feeds)   (D, 4H)
         g["W_h"] += h_prev.T @ da                       # ∂L/∂W_h = Σ_t h_{t-1}ᵀ ∂L/∂a_t                 (H, 4H)
         g["b"] += da.sum(axis=0)                        # ∂L/∂b = Σ_t ∂L/∂a_t
         if self.peephole == "full":

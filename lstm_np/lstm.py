@@ -20,6 +20,13 @@ states after its last real step. The reverse direction reads each sequence from 
 its input is gathered with `rev[t, b] = lengths[b] - 1 - t` (t < lengths[b]), an index map that is its own
 inverse, so the same gather puts its outputs back in place.
 
+An input that is the same at every step (`static`, (B, Ds): a peeky decoder's encoder summary) is read by the
+first layer as if concatenated to every x_t, x'_t = [x_t ; static], with W_x = [W_x,x ; W_x,s] split by rows to
+match. Its projection static W_x,s is the same for all T steps, so it is computed once and broadcast, not T
+times inside the GEMM above; the backward sums ∂L/∂a over the steps first for the same reason:
+
+    ∂L/∂W_x,s = staticᵀ Σ_t ∂L/∂a_t        ∂L/∂static = (Σ_t ∂L/∂a_t) W_x,sᵀ        (one (B, 4H) sum, two GEMMs)
+
 What the last forward computed at each step (the gates i_t, f_t, o_t, c~_t and the states c_t, h_t) can be
 read back with `step_values(layer, direction)`: views of the arrays A and S above, which the backward keeps
 anyway, so inspecting a model costs nothing when nobody asks.
@@ -39,6 +46,8 @@ class LSTM:
     forward(x (T, B, input_size), h0, c0 (num_layers*num_directions, B, H), lengths (B,))
         -> y (T, B, num_directions*H), (h_n, c_n) (num_layers*num_directions, B, H)
     backward(dy, dh_n, dc_n) -> dx, (dh0, dc0), accumulating parameter gradients until zero_grad().
+    forward(x (T, B, input_size - Ds), ..., static=s (B, Ds)) reads [x_t ; s] at every step (module docstring);
+    its backward also sets `d_static`, ∂L/∂s (B, Ds) (None after a forward without one).
 
     State index k = layer * num_directions + direction, as in torch. Dropout (inverted, seeded) is applied
     to the input of every layer but the first, in training mode only (`train()` / `eval()`).
@@ -68,6 +77,7 @@ class LSTM:
         self.batch_rows = None   # (lo, hi, B_all): the rows of a larger batch forward() gets (functional.dropout_mask)
         self.training = True
         self._cache = None
+        self.d_static = None
 
     # ----------------------------------------------------------------------------------------------
     def cell(self, layer=0, direction=0):
@@ -111,15 +121,23 @@ class LSTM:
             return None  # no padding: identical semantics, skip the masking work
         return lengths.astype(np.int64)
 
-    def forward(self, x, h0=None, c0=None, lengths=None):
-        """Run the stack over x (T, B, input_size); returns y, (h_n, c_n). See the class docstring."""
+    def forward(self, x, h0=None, c0=None, lengths=None, static=None):
+        """Run the stack over x (T, B, input_size), or x (T, B, input_size - Ds) and static (B, Ds) read at every
+        step; returns y, (h_n, c_n). See the class and module docstrings."""
         # The previous call's cache is dead from here: freed before this call allocates its own, and a call
         # that fails validation leaves nothing behind that backward() could silently differentiate instead.
-        self._cache = None
+        self._cache = self.d_static = None
         x = np.asarray(x)
         if x.ndim != 3:
             raise ValueError(f"x must be a 3-D array (T, B, input_size), got shape {x.shape}")
-        x = as_float_array("x", x, self.dtype, (None, None, self.input_size))
+        D = self.input_size
+        if static is not None:
+            static = as_float_array("static", static, self.dtype, (x.shape[1], None))
+            if not 0 < static.shape[1] < D:
+                raise ValueError(f"static must have between 1 and {D - 1} features (input_size is {D}, shared "
+                                 f"with x), got shape {static.shape}")
+            D -= static.shape[1]
+        x = as_float_array("x", x, self.dtype, (None, None, D))
         T, B, _ = x.shape
         if T == 0 or B == 0:
             raise ValueError(f"x must have at least one time step and one batch row, got shape {x.shape}")
@@ -150,20 +168,24 @@ class LSTM:
             for d in range(nd):
                 k = layer * nd + d
                 xin = layer_in if d == 0 else layer_in[rev, cols]
-                y_d, (h_n[k], c_n[k]), cache = self._forward_one(self._cells[k], xin, h0[k], c0[k], mask)
+                y_d, (h_n[k], c_n[k]), cache = self._forward_one(self._cells[k], xin, h0[k], c0[k], mask,
+                                                                 static if layer == 0 else None)
                 outs.append(y_d if d == 0 else y_d[rev, cols])
                 caches.append(cache)
             layer_in = outs[0] if nd == 1 else np.concatenate(outs, axis=2)
-        self._cache = (caches, drop_masks, mask, rev, cols, (T, B))
+        self._cache = (caches, drop_masks, mask, rev, cols, (T, B), static)
         return layer_in, (h_n, c_n)
 
-    def _forward_one(self, cell, x, h0, c0, mask):
-        """One layer, one direction: x (T, B, D), h0, c0 (B, H) -> y (T, B, H), (h_T, c_T), cache."""
+    def _forward_one(self, cell, x, h0, c0, mask, static=None):
+        """One layer, one direction: x (T, B, D), h0, c0 (B, H), static (B, Ds) or None
+        -> y (T, B, H), (h_T, c_T), cache."""
         T, B, D = x.shape
         H = cell.hidden_size
         W = cell.forward_weights(B)
         A = np.empty((T, 4, B, H), dtype=cell.dtype)                         # the gates of every step
-        XW = (x.reshape(T * B, D) @ cell.params["W_x"]).reshape(T, B, 4 * H)  # x_t W_x, all steps in one GEMM
+        XW = (x.reshape(T * B, D) @ cell.params["W_x"][:D]).reshape(T, B, 4 * H)  # x_t W_x, all steps, one GEMM
+        if static is not None:
+            XW += static @ cell.params["W_x"][D:]                             # + static W_x,s, once for all t
         np.add(to_gate_major(XW), W["b"], out=A)                              # + b, gate-major    (T, 4, B, H)
         del XW                                                                # (4 values per unit: free it now)
         S = np.empty((2, T + 1, B, H), dtype=cell.dtype)                      # h_t, c_t; S[:, 0] = initial
@@ -210,9 +232,10 @@ class LSTM:
         if self._cache is None:
             raise ValueError("backward() needs a completed forward() to differentiate (there was none yet, "
                              "or the last one raised)")
-        caches, drop_masks, mask, rev, cols, (T, B) = self._cache
+        caches, drop_masks, mask, rev, cols, (T, B), static = self._cache
         H, L, nd = self.hidden_size, self.num_layers, self.num_directions
         state_shape = (L * nd, B, H)
+        self.d_static = None
         dy = as_float_array("dy", dy, self.dtype, (T, B, nd * H))
         dh_n = np.zeros(state_shape, self.dtype) if dh_n is None else as_float_array("dh_n", dh_n, self.dtype, state_shape)
         dc_n = np.zeros(state_shape, self.dtype) if dc_n is None else as_float_array("dc_n", dc_n, self.dtype, state_shape)
@@ -225,8 +248,10 @@ class LSTM:
                 dy_d = d_out[:, :, d * H:(d + 1) * H]
                 if d == 1:
                     dy_d = dy_d[rev, cols]
-                dx_d, (dh0[k], dc0[k]) = self._backward_one(self._cells[k], dy_d, dh_n[k], dc_n[k], caches[k],
-                                                            mask)
+                dx_d, (dh0[k], dc0[k]), ds_d = self._backward_one(self._cells[k], dy_d, dh_n[k], dc_n[k],
+                                                                  caches[k], mask, static if layer == 0 else None)
+                if ds_d is not None:
+                    self.d_static = ds_d if self.d_static is None else self.d_static + ds_d
                 if d == 1:
                     dx_d = dx_d[rev, cols]
                 d_in = dx_d if d_in is None else d_in + dx_d
@@ -235,8 +260,9 @@ class LSTM:
             d_out = d_in
         return d_out, (dh0, dc0)
 
-    def _backward_one(self, cell, dy, dh_T, dc_T, cache, mask):
-        """One layer, one direction: dy (T, B, H), dh_T, dc_T (B, H) -> dx (T, B, D), (∂L/∂h_0, ∂L/∂c_0)."""
+    def _backward_one(self, cell, dy, dh_T, dc_T, cache, mask, static=None):
+        """One layer, one direction: dy (T, B, H), dh_T, dc_T (B, H), the forward's static (B, Ds) or None
+        -> dx (T, B, D), (∂L/∂h_0, ∂L/∂c_0), ∂L/∂static (B, Ds) or None."""
         x, A, S, TC = cache
         T, B, D = x.shape
         H = cell.hidden_size
@@ -263,5 +289,10 @@ class LSTM:
         dA = dA.reshape(N, 4 * H)
         cell.accumulate_grads(x.reshape(N, D), S[0, :-1].reshape(N, H), S[1, :-1].reshape(N, H),
                               S[1, 1:].reshape(N, H), dA)
-        dx = (dA @ cell.params["W_x"].T).reshape(T, B, D)                     # ∂L/∂x_t = dA_t W_xᵀ, one GEMM
-        return dx, (ds[0], ds[1])
+        dx = (dA @ cell.params["W_x"][:D].T).reshape(T, B, D)                 # ∂L/∂x_t = dA_t W_xᵀ, one GEMM
+        d_static = None
+        if static is not None:
+            dA_sum = dA.reshape(T, B, 4 * H).sum(axis=0)                      # Σ_t ∂L/∂a_t                (B, 4H)
+            cell.grads["W_x"][D:] += static.T @ dA_sum                        # ∂L/∂W_x,s = staticᵀ Σ_t ∂L/∂a_t
+            d_static = dA_sum @ cell.params["W_x"][D:].T                      # ∂L/∂static = (Σ_t ∂L/∂a_t) W_x,sᵀ
+        return dx, (ds[0], ds[1]), d_static

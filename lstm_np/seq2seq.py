@@ -143,16 +143,14 @@ class Decoder:
     def forward(self, ids, h0, c0, summary, keys, mask):
         """ids (T, B), h0/c0 (L, B, Hd), summary (B, Hd), keys (B, S, Hd), mask (B, S)
         -> logits (T, B, V), (h_n, c_n), attention weights (B, T, S) or None."""
-        T = ids.shape[0]
         x = self.embed.forward(ids)                                         # (T, B, E)
         training = self.lstm.training
         self._embed_mask = self._out_mask = None
         if training and self.embed_dropout > 0:
             self._embed_mask = dropout_mask(self.lstm.rng, x.shape, self.embed_dropout, x.dtype, self.lstm.batch_rows)
             x = x * self._embed_mask                                        # x ⊙ m                    (T, B, E)
-        if self.peeky:
-            x = np.concatenate([x, np.broadcast_to(summary, (T,) + summary.shape)], axis=2)  # (T, B, E+Hd)
-        y, (h_n, c_n) = self.lstm.forward(x, h0, c0)                        # (T, B, Hd)
+        # peeky: the LSTM reads [x_t ; summary] at every step, the summary's projection computed once (lstm.py)
+        y, (h_n, c_n) = self.lstm.forward(x, h0, c0, static=summary if self.peeky else None)  # (T, B, Hd)
         alpha = None
         if self.attn is not None:
             ctx, alpha = self.attn.forward(y.transpose(1, 0, 2), keys, mask)                 # (B, T, Hd)
@@ -185,12 +183,10 @@ class Decoder:
             dy, dsummary = d_out_in[:, :, :Hd], d_out_in[:, :, Hd:].sum(axis=0)
         else:
             dy = d_out_in
-        dx, (dh0, dc0) = self.lstm.backward(dy)
-        E = self.embed.embedding_dim
+        dx_embed, (dh0, dc0) = self.lstm.backward(dy)                       # (T, B, E)
         if self.peeky:
-            ds = dx[:, :, E:].sum(axis=0)
+            ds = self.lstm.d_static                                         # ∂L/∂summary through every step
             dsummary = ds if dsummary is None else dsummary + ds
-        dx_embed = dx[:, :, :E]
         self.embed.backward(dx_embed if self._embed_mask is None else dx_embed * self._embed_mask)
         return dh0, dc0, dsummary, dkeys
 

@@ -1,4 +1,5 @@
 """The LSTM core: the documented equations, BPTT against finite differences, masking, stacks, directions."""
+import re
 import tracemalloc
 import warnings
 
@@ -80,6 +81,62 @@ def test_lstm_grads_match_finite_differences(peephole, masked, layers, bidirecti
     assert expected <= set(errors), "every parameter, x, h0 and c0 must be checked"
 
 
+@pytest.mark.parametrize("masked,layers,bidirectional", [(False, 1, False), (True, 2, True)])
+def test_a_static_input_is_the_same_as_concatenating_it_to_every_step(masked, layers, bidirectional):
+    """forward(x, static=s) computes s W_x,s once; it must equal reading [x_t ; s] at every step, forward and
+    backward: outputs, states, every weight's gradient, ∂L/∂x and ∂L/∂s (the concatenated input's gradient
+    summed over the steps)."""
+    T, B, Dx, Ds = 5, 3, 2, 3
+    concat, x_all, h0, c0, lengths, upstream = make_problem(4, T, B, Dx + Ds, 4, layers, bidirectional, "full",
+                                                            masked)
+    static = x_all[0, :, Dx:].copy()                                   # (B, Ds)
+    x_all[:, :, Dx:] = static                                          # the same s at every step
+    split = ln.LSTM(Dx + Ds, 4, num_layers=layers, peephole="full", bidirectional=bidirectional,
+                    dtype=np.float64, seed=4)
+    for (name, value, _), (_, other, _) in zip(split.named_parameters(), concat.named_parameters()):
+        value[...] = other
+    y, (h_n, c_n) = concat.forward(x_all, h0, c0, lengths)
+    y_s, (h_s, c_s) = split.forward(x_all[:, :, :Dx], h0, c0, lengths, static=static)
+    for name, a, b in (("y", y_s, y), ("h_n", h_s, h_n), ("c_n", c_s, c_n)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12, err_msg=name)
+    dx, (dh0, dc0) = concat.backward(*upstream)
+    dx_s, (dh0_s, dc0_s) = split.backward(*upstream)
+    assert concat.d_static is None
+    np.testing.assert_allclose(dx_s, dx[:, :, :Dx], rtol=0, atol=1e-12, err_msg="dx")
+    np.testing.assert_allclose(split.d_static, dx[:, :, Dx:].sum(axis=0), rtol=0, atol=1e-12, err_msg="d_static")
+    np.testing.assert_allclose(dh0_s, dh0, rtol=0, atol=1e-12, err_msg="dh0")
+    np.testing.assert_allclose(dc0_s, dc0, rtol=0, atol=1e-12, err_msg="dc0")
+    for (name, _, grad), (_, _, other) in zip(split.named_parameters(), concat.named_parameters()):
+        np.testing.assert_allclose(grad, other, rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_static_input_gradients_match_finite_differences():
+    T, B, Dx, Ds, H = 4, 3, 2, 3, 4
+    lstm, x, h0, c0, lengths, (dy, dh_n, dc_n) = make_problem(6, T, B, Dx + Ds, H, masked=True)
+    x, static = x[:, :, :Dx].copy(), np.random.default_rng(7).normal(size=(B, Ds))
+    W_x = lstm.cell().params["W_x"]
+
+    def loss():
+        y, (h_n, c_n) = lstm.forward(x, h0, c0, lengths, static=static)
+        return np.sum(dy * y) + np.sum(dh_n * h_n) + np.sum(dc_n * c_n)
+    loss()
+    lstm.zero_grad()
+    dx, _ = lstm.backward(dy, dh_n, dc_n)
+    errors = check_gradients(loss, {"x": x, "static": static, "W_x": W_x},
+                             {"x": dx, "static": lstm.d_static, "W_x": lstm.cell().grads["W_x"].copy()})
+    assert_within_tolerance(errors)
+
+
+def test_a_static_input_of_the_wrong_shape_is_refused_naming_it():
+    lstm = ln.LSTM(5, 4, dtype=np.float64)
+    x = np.zeros((3, 2, 2))
+    for static, words in ((np.zeros((3, 3)), "static must have shape (2, any)"),
+                          (np.zeros((2, 5)), "between 1 and 4 features"),
+                          (np.zeros((2, 2)), "x must have shape (any, any, 3)")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            lstm.forward(x, static=static)
+
+
 def break_w_co_gradient(monkeypatch):
     """Make ∂L/∂W_co wrong and nothing else: accumulated with c_{t-1} where the output gate peeks at c_t (the
     slip the equations invite). The inputs' gradients and every other weight's stay right."""
@@ -156,8 +213,8 @@ def watch_layer_inputs(lstm, monkeypatch):
     """A list that every forward fills with (input, output) of each layer, in layer order (one direction)."""
     seen, run_layer = [], lstm._forward_one
 
-    def watched(cell, x, h0, c0, mask):
-        y, states, cache = run_layer(cell, x, h0, c0, mask)
+    def watched(cell, x, h0, c0, mask, static=None):
+        y, states, cache = run_layer(cell, x, h0, c0, mask, static)
         seen.append((x.copy(), y.copy()))
         return y, states, cache
 
