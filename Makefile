@@ -54,7 +54,7 @@ G2P_THREADS ?= 1
 G2P_TRAIN   ?= data/cmudict-g2p-train.tsv
 G2P_TEST    ?= data/cmudict-g2p-test.tsv
 G2P_MODELS  ?= $(shell $(PY) -c "import os; print(len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)" 2>/dev/null || echo 1)
-G2P_RECIPE  := --src-tokens char --tgt-tokens word --bidirectional --attention luong --peephole none \
+G2P_RECIPE  := --src-tokens char --tgt-tokens word --bidirectional --attention luong --no-peeky --peephole none \
                --hidden-size 256 --embed-size 64 --embed-dropout 0.2 --output-dropout 0.3 --average-decay 0.999 \
                --label-smoothing 0.1 --batch-size 64 --lr 1e-2 --valid-size 2000 --beam-size 5
 G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
