@@ -56,7 +56,8 @@ def recipe_value(flag, default, kind):
 TORCH = {"hidden_size": recipe_value("--hidden-size", 128, int), "embed_size": recipe_value("--embed-size", 64, int),
          "embed_dropout": recipe_value("--embed-dropout", 0.0, float),
          "output_dropout": recipe_value("--output-dropout", 0.0, float),
-         "attention": "luong", "peeky": True, "bidirectional": True, "batch_size": recipe_value("--batch-size", 64, int),
+         "attention": "luong", "peeky": "--no-peeky" not in RECIPE, "bidirectional": True,
+         "batch_size": recipe_value("--batch-size", 64, int),
          "schedule": "cosine", "average_decay": recipe_value("--average-decay", 0.0, float),
          "label_smoothing": recipe_value("--label-smoothing", 0.0, float)}
 # --tune-torch 600 with the recipe's earlier sizes (hidden 128, no dropout): validation exact match 72.5% (1e-3),

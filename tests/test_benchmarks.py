@@ -92,6 +92,8 @@ def test_bench_g2p_trains_lstm_np_with_make_g2ps_recipe_and_letters_in_phones_ou
         (args.hidden_size, args.embed_size, args.batch_size)
     assert (torch_side["embed_dropout"], torch_side["output_dropout"]) == (args.embed_dropout, args.output_dropout)
     assert torch_side["average_decay"] == getattr(args, "average_decay", 0.0)      # its weight average too
+    assert torch_side["peeky"] == getattr(args, "peeky", True)                     # and the decoder's input
+    assert torch_side["label_smoothing"] == getattr(args, "label_smoothing", 0.0)
 
 
 @needs_torch
