@@ -183,7 +183,7 @@ class LSTM:
         H = cell.hidden_size
         W = cell.forward_weights(B)
         A = np.empty((T, 4, B, H), dtype=cell.dtype)                         # the gates of every step
-        XW = (x.reshape(T * B, D) @ cell.params["W_x"][:D]).reshape(T, B, 4 * H)  # x_t W_x, all steps, one GEMM
+        XW = (x.reshape(T * B, D) @ cell.params["W_x"][:D]).reshape(T, B, 4 * H)  # x_t W_x, all steps in one GEMM
         if static is not None:
             XW += static @ cell.params["W_x"][D:]                             # + static W_x,s, once for all t
         np.add(to_gate_major(XW), W["b"], out=A)                              # + b, gate-major    (T, 4, B, H)
@@ -228,7 +228,8 @@ class LSTM:
     # ----------------------------------------------------------------------------------------------
     def backward(self, dy, dh_n=None, dc_n=None):
         """BPTT for the last forward: dy (T, B, num_directions*H), dh_n, dc_n (num_layers*num_directions, B, H)
-        -> dx (T, B, input_size), (dh0, dc0). Parameter gradients are accumulated (+=)."""
+        -> dx (T, B, input_size), or (T, B, input_size - Ds) after a forward with a static input, whose gradient
+        (B, Ds) goes to `self.d_static`; (dh0, dc0). Parameter gradients are accumulated (+=)."""
         if self._cache is None:
             raise ValueError("backward() needs a completed forward() to differentiate (there was none yet, "
                              "or the last one raised)")

@@ -36,6 +36,7 @@ from . import tasks as task_lib
 from .batch_stream import BatchStream
 from .cell import peephole_lr_scale
 from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, write_json
+from .checks import check_number
 from .config import TrainConfig
 from .data import EOS, Vocab, read_tsv
 from .evaluate import as_test_metrics, encode_source, evaluate
@@ -97,6 +98,7 @@ class Trainer:
         if cfg.output_bias not in OUTPUT_BIAS_INITS:
             raise ValueError(f"output_bias must be one of {OUTPUT_BIAS_INITS}, got {cfg.output_bias!r}")
         check_smoothing("label_smoothing", cfg.label_smoothing)
+        check_number("final_lr_fraction", cfg.final_lr_fraction, 0, 1)     # before the data loads (WarmupDecay's own)
         self.world = this_world() if world is None else world
         self.cfg, self.handle_signals = cfg, handle_signals
         self.log = log if self.world.rank == 0 else (lambda line: None)

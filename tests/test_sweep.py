@@ -105,6 +105,14 @@ def test_a_results_csv_written_before_the_token_error_rate_column_still_reads(sw
         assert "Traceback" not in again.stdout + again.stderr
         summary = ok(cli(["sweep", "--summary", "sw"], folder)).stdout.splitlines()
         assert summary[2].startswith("| 8 | 2 | ") and summary[3].startswith("| 0 | 0/2 | - |")
+        retried = cli(SWEEP + ["--grid", "hidden_size=8,0", "--seeds", 2, "--steps", 12, "--eval-every", 4,
+                               "--workers", 2, "--out", "sw", "--retry-errors"], folder)   # rows written again
+        assert "Traceback" not in retried.stdout + retried.stderr
+        now = rows(folder / "sw")
+        assert list(now[0]) == ["hidden_size"] + list(RESULT_COLUMNS), "the file gains the column"
+        old_rows = list(csv.DictReader(text.getvalue().splitlines()))
+        for row, old in zip(now[:2], old_rows[:2]):                    # the finished runs, kept as they were
+            assert row == {**old, "test_token_error_rate": ""}
     finally:
         (folder / "sw" / "results.csv").write_text(before)
 
