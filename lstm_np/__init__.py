@@ -9,7 +9,8 @@ from .data import BOS, EOS, PAD, UNK, Vocab
 from .layers import Embedding, Linear
 from .losses import masked_cross_entropy
 from .lstm import LSTM
-from .optim import SGD, Adam, AdamW, WarmupDecay, clip_grad_norm
+from .optim import SGD, Adam, AdamW, clip_grad_norm
+from .schedule import WarmupDecay
 from .seq2seq import Seq2Seq
 
 __version__ = "0.1.0"

@@ -41,9 +41,10 @@ from .config import TrainConfig
 from .data import EOS, Vocab, read_tsv
 from .evaluate import as_test_metrics, encode_source, evaluate
 from .losses import check_smoothing
-from .optim import Adam, WarmupDecay, WeightAverage
+from .optim import Adam, WeightAverage
 from .parallel import world as this_world
 from .run_folder import load_model, output_limit, write_run_files
+from .schedule import WarmupDecay
 from .seq2seq import OUTPUT_BIAS_INITS, Seq2Seq, combine_lr_scale
 from .train_state import TrainState
 

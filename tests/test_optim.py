@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from lstm_np import optim
-from lstm_np.optim import SGD, Adam, AdamW, WarmupDecay, clip_grad_norm
+from lstm_np.optim import SGD, Adam, AdamW, clip_grad_norm
+from lstm_np.schedule import WarmupDecay
 
 SHAPES = {"W": (3, 4), "b": (5,)}
 
