@@ -48,8 +48,11 @@ train: $(STAMP)
 # training words (5% of them, at most 2000, held out for validation), scored on the 12,000 test words; then test
 # WER and PER and the pronunciations of words a user might type. The recipe trains G2P_MODELS models at once, one
 # per core (seeds 0, 1, ..., the same held-out words), and tests their ensemble (ensemble.py): checkpoints in
-# runs/g2p/model-<seed>/ (model 0's log on the terminal, the others' beside them), metrics in runs/g2p.json.
+# runs/g2p/model-<seed>/ (the first model's log of each round on the terminal, the others' beside them), metrics
+# in runs/g2p.json. G2P_ROUNDS=R splits G2P_SECONDS into R rounds, one after the other, of G2P_MODELS models each
+# (seeds continue across rounds), so that the ensemble has R x G2P_MODELS members in the same wall time.
 G2P_SECONDS ?= 3600
+G2P_ROUNDS  ?= 1
 G2P_THREADS ?= 1
 G2P_TRAIN   ?= data/cmudict-g2p-train.tsv
 G2P_TEST    ?= data/cmudict-g2p-test.tsv
@@ -60,18 +63,21 @@ G2P_RECIPE  := --src-tokens char --tgt-tokens word --bidirectional --attention l
 G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
 
 g2p: $(STAMP)
-	@echo "training $(G2P_MODELS) model(s) at once for $(G2P_SECONDS) s, one per core, $(G2P_THREADS) BLAS thread(s) each; then their ensemble is tested"
+	@case "$(G2P_ROUNDS)" in ''|*[!0-9]*|0*) echo "G2P_ROUNDS must be a whole number of rounds, 1 or more (got '$(G2P_ROUNDS)')" >&2; exit 2;; esac
+	@echo "training $(G2P_MODELS) model(s) at once for $$(($(G2P_SECONDS) / $(G2P_ROUNDS))) s, one per core, $(G2P_THREADS) BLAS thread(s) each, in $(G2P_ROUNDS) round(s); then their ensemble is tested"
 	@rm -rf runs/g2p runs/g2p.json runs/g2p-held-out.json && mkdir -p runs/g2p
 	@pids=""; trap 'kill $$pids 2>/dev/null; wait' INT TERM; \
-	for i in $$(seq 0 $$(($(G2P_MODELS) - 1))); do \
-		set -- $(PY) -m lstm_np train --train $(G2P_TRAIN) $(G2P_RECIPE) --max-seconds $(G2P_SECONDS) \
+	for r in $$(seq 0 $$(($(G2P_ROUNDS) - 1))); do pids=""; \
+	for j in $$(seq 0 $$(($(G2P_MODELS) - 1))); do i=$$((r * $(G2P_MODELS) + j)); \
+		set -- $(PY) -m lstm_np train --train $(G2P_TRAIN) $(G2P_RECIPE) --max-seconds $$(($(G2P_SECONDS) / $(G2P_ROUNDS))) \
 			--threads $(G2P_THREADS) --seed $$i --split-seed 0 --out runs/g2p/model-$$i \
 			--metrics-out runs/g2p/model-$$i.json; \
-		if [ $$i = 0 ]; then "$$@" & else "$$@" > runs/g2p/model-$$i.log 2>&1 & fi; pids="$$pids $$!"; \
-	done; status=0; i=0; for p in $$pids; do \
-		wait $$p || { status=$$?; [ $$i = 0 ] || { echo "model $$i failed; the end of runs/g2p/model-$$i.log:" >&2; \
+		if [ $$j = 0 ]; then "$$@" & else "$$@" > runs/g2p/model-$$i.log 2>&1 & fi; pids="$$pids $$!"; \
+	done; status=0; i=$$((r * $(G2P_MODELS))); for p in $$pids; do \
+		wait $$p || { status=$$?; [ $$i = $$((r * $(G2P_MODELS))) ] || { echo "model $$i failed; the end of runs/g2p/model-$$i.log:" >&2; \
 			tail -n 5 runs/g2p/model-$$i.log >&2; }; }; i=$$((i + 1)); \
-	done; exit $$status
+	done; [ $$status = 0 ] || exit $$status; \
+	done
 	@echo "the ensemble on the held-out words (greedy, as each model validated):"
 	$(PY) -m lstm_np evaluate --checkpoint runs/g2p --held-out --threads $(G2P_MODELS) --metrics-out runs/g2p-held-out.json
 	$(PY) -m lstm_np evaluate --checkpoint runs/g2p --test $(G2P_TEST) --beam-size 5 \
