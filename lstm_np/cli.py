@@ -31,7 +31,8 @@ from .evaluate import as_test_metrics, encode_source, evaluate, translate_all
 from .flags import DATA_FILES, UsageError, build_parser, grid_value_parser, train_config
 from .run_folder import holds_run, output_limit, remove_run
 from .serve import Explorer, serve
-from .train import Trainer, TrainingError, load_data, validation_pairs
+from .splits import load_data, validation_pairs
+from .train import Trainer, TrainingError
 
 
 def cmd_train(args):

@@ -1,4 +1,4 @@
-"""Training a Seq2Seq model: data, the loop, validation, checkpoints, exact resume.
+"""Training a Seq2Seq model: the loop, validation, checkpoints, exact resume (its data: splits.py).
 
 The loop, one optimizer step at a time:
     1. take the next batch of the epoch's order (similar lengths grouped; the order is drawn from the data
@@ -32,13 +32,12 @@ import time
 
 import numpy as np
 
-from . import tasks as task_lib
 from .batch_stream import BatchStream
 from .cell import peephole_lr_scale
 from .checkpoint import MANIFEST, CheckpointDir, CheckpointError, assign_parameters, check_parameters, write_json
 from .checks import check_number
 from .config import TrainConfig
-from .data import EOS, Vocab, read_tsv
+from .data import EOS, Vocab
 from .evaluate import as_test_metrics, encode_source, evaluate
 from .losses import check_smoothing
 from .optim import Adam, WeightAverage
@@ -46,6 +45,7 @@ from .parallel import world as this_world
 from .run_folder import load_model, output_limit, write_run_files
 from .schedule import WarmupDecay
 from .seq2seq import OUTPUT_BIAS_INITS, Seq2Seq, combine_lr_scale
+from .splits import load_data, validation_pairs
 from .train_state import TrainState
 
 __all__ = ["TrainConfig", "Trainer", "TrainingError", "load_data"]
@@ -56,30 +56,6 @@ EVAL_FRACTION = 0.1       # ... and with one: each time this fraction of --max-s
 
 class TrainingError(Exception):
     """A training run that cannot go on (divergence); the message says what happened and what to try."""
-
-
-def load_data(cfg):
-    """{"train", "valid", "test"} lists of (src, tgt) text pairs, and a description of where they came from."""
-    if cfg.task is not None:
-        return task_lib.make_splits(cfg.task, seed=0), f"task {cfg.task}"
-    train = read_tsv(cfg.train)
-    if cfg.valid is not None:
-        valid = read_tsv(cfg.valid)
-    else:  # hold out whole sources, so no source is in both
-        sources = sorted({s for s, _ in train})
-        rng = np.random.default_rng(cfg.held_out_seed())
-        n = max(1, min(int(len(sources) * cfg.valid_fraction), 2000))
-        held = set(rng.permutation(len(sources))[:n].tolist()) if len(sources) > 1 else set()
-        held_src = {sources[i] for i in held}
-        valid = [p for p in train if p[0] in held_src] or train[:1]
-        train = [p for p in train if p[0] not in held_src] or train
-    test = read_tsv(cfg.test) if cfg.test is not None else None
-    return {"train": train, "valid": valid, "test": test}, cfg.train
-
-
-def validation_pairs(cfg, splits):
-    """The pairs a run validates on: the first --valid-size of its held-out (or --valid) pairs."""
-    return splits["valid"][:cfg.valid_size]
 
 
 class Trainer:

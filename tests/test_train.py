@@ -386,7 +386,7 @@ def test_the_final_test_scores_the_weight_average_when_it_validates_best_and_tra
 
 def test_split_seed_alone_decides_the_held_out_words(tmp_path):
     """Models of an ensemble differ in --seed and share --split-seed: the same validation words, none trained on."""
-    from lstm_np.train import load_data
+    from lstm_np.splits import load_data
     split = {}
     for seed, split_seed in ((0, None), (1, None), (1, 0)):
         splits, _ = load_data(config(tmp_path, seed=seed, split_seed=split_seed))
