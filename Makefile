@@ -50,7 +50,8 @@ train: $(STAMP)
 # per core (seeds 0, 1, ..., the same held-out words), and tests their ensemble (ensemble.py): checkpoints in
 # runs/g2p/model-<seed>/ (the first model's log of each round on the terminal, the others' beside them), metrics
 # in runs/g2p.json. G2P_ROUNDS=R splits G2P_SECONDS into R rounds, one after the other, of G2P_MODELS models each
-# (seeds continue across rounds), so that the ensemble has R x G2P_MODELS members in the same wall time.
+# (seeds continue across rounds), so that the ensemble has R x G2P_MODELS members in the same training time (each
+# round also pays its models' start-up and final held-out test, and the ensemble's evaluation grows with its size).
 G2P_SECONDS ?= 3600
 G2P_ROUNDS  ?= 1
 G2P_THREADS ?= 1
@@ -64,12 +65,13 @@ G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
 
 g2p: $(STAMP)
 	@case "$(G2P_ROUNDS)" in ''|*[!0-9]*|0*) echo "G2P_ROUNDS must be a whole number of rounds, 1 or more (got '$(G2P_ROUNDS)')" >&2; exit 2;; esac
-	@echo "training $(G2P_MODELS) model(s) at once for $$(($(G2P_SECONDS) / $(G2P_ROUNDS))) s, one per core, $(G2P_THREADS) BLAS thread(s) each, in $(G2P_ROUNDS) round(s); then their ensemble is tested"
+	@case "$(G2P_SECONDS)" in ''|*[!0-9.]*|*.*.*|.) echo "G2P_SECONDS must be a number of seconds (got '$(G2P_SECONDS)')" >&2; exit 2;; esac
+	@echo "training $(G2P_ROUNDS) round(s) of $(G2P_MODELS) model(s) at once, $$(awk 'BEGIN { print $(G2P_SECONDS) / $(G2P_ROUNDS) }') s each ($$(($(G2P_ROUNDS) * $(G2P_MODELS))) model(s) in all), one per core, $(G2P_THREADS) BLAS thread(s) each; then their ensemble is tested"
 	@rm -rf runs/g2p runs/g2p.json runs/g2p-held-out.json && mkdir -p runs/g2p
-	@pids=""; trap 'kill $$pids 2>/dev/null; wait' INT TERM; \
+	@pids=""; trap 'kill $$pids 2>/dev/null; wait; exit 130' INT TERM; seconds=$$(awk 'BEGIN { print $(G2P_SECONDS) / $(G2P_ROUNDS) }'); \
 	for r in $$(seq 0 $$(($(G2P_ROUNDS) - 1))); do pids=""; \
 	for j in $$(seq 0 $$(($(G2P_MODELS) - 1))); do i=$$((r * $(G2P_MODELS) + j)); \
-		set -- $(PY) -m lstm_np train --train $(G2P_TRAIN) $(G2P_RECIPE) --max-seconds $$(($(G2P_SECONDS) / $(G2P_ROUNDS))) \
+		set -- $(PY) -m lstm_np train --train $(G2P_TRAIN) $(G2P_RECIPE) --max-seconds $$seconds \
 			--threads $(G2P_THREADS) --seed $$i --split-seed 0 --out runs/g2p/model-$$i \
 			--metrics-out runs/g2p/model-$$i.json; \
 		if [ $$j = 0 ]; then "$$@" & else "$$@" > runs/g2p/model-$$i.log 2>&1 & fi; pids="$$pids $$!"; \
