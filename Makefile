@@ -66,9 +66,9 @@ G2P_WORDS   := PYTHON NUMPY TENSORFLOW CHATBOT LSTM SMARTPHONE BLOCKCHAIN SELFIE
 g2p: $(STAMP)
 	@case "$(G2P_ROUNDS)" in ''|*[!0-9]*|0*) echo "G2P_ROUNDS must be a whole number of rounds, 1 or more (got '$(G2P_ROUNDS)')" >&2; exit 2;; esac
 	@case "$(G2P_SECONDS)" in ''|*[!0-9.]*|*.*.*|.) echo "G2P_SECONDS must be a number of seconds (got '$(G2P_SECONDS)')" >&2; exit 2;; esac
-	@echo "training $(G2P_ROUNDS) round(s) of $(G2P_MODELS) model(s) at once, $$(awk 'BEGIN { print $(G2P_SECONDS) / $(G2P_ROUNDS) }') s each ($$(($(G2P_ROUNDS) * $(G2P_MODELS))) model(s) in all), one per core, $(G2P_THREADS) BLAS thread(s) each; then their ensemble is tested"
 	@rm -rf runs/g2p runs/g2p.json runs/g2p-held-out.json && mkdir -p runs/g2p
 	@pids=""; trap 'kill $$pids 2>/dev/null; wait; exit 130' INT TERM; seconds=$$(awk 'BEGIN { print $(G2P_SECONDS) / $(G2P_ROUNDS) }'); \
+	echo "training $(G2P_ROUNDS) round(s) of $(G2P_MODELS) model(s) at once, $$seconds s each ($$(($(G2P_ROUNDS) * $(G2P_MODELS))) model(s) in all), one per core, $(G2P_THREADS) BLAS thread(s) each; then their ensemble is tested"; \
 	for r in $$(seq 0 $$(($(G2P_ROUNDS) - 1))); do pids=""; \
 	for j in $$(seq 0 $$(($(G2P_MODELS) - 1))); do i=$$((r * $(G2P_MODELS) + j)); \
 		set -- $(PY) -m lstm_np train --train $(G2P_TRAIN) $(G2P_RECIPE) --max-seconds $$seconds \
